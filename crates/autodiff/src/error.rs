@@ -1,0 +1,92 @@
+//! The error type of the autodiff crate (and of everything built on it).
+
+use lossgraph_tensor::ErrorKind;
+use thiserror::Error;
+
+/// Summary of one tensor for anomaly reports: shape and value range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSummary {
+    /// The tensor's dims.
+    pub shape: Vec<usize>,
+    /// Smallest finite value (None when no value is finite).
+    pub min: Option<f64>,
+    /// Largest finite value (None when no value is finite).
+    pub max: Option<f64>,
+    /// How many values are NaN or ±∞.
+    pub non_finite: usize,
+}
+
+impl std::fmt::Display for TensorSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4e}"));
+        write!(
+            f,
+            "{:?} range [{}, {}], {} non-finite",
+            self.shape,
+            r(self.min),
+            r(self.max),
+            self.non_finite
+        )
+    }
+}
+
+/// Where an anomaly was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// In an op's output during the forward pass.
+    Forward,
+    /// In a gradient an op's backward rule returned.
+    Backward,
+}
+
+/// Errors from building or differentiating a graph.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum Error {
+    /// An error from a tensor kernel or a loss's input check (shape, target,
+    /// option or value); see [`Error::kind`].
+    #[error(transparent)]
+    Tensor(#[from] lossgraph_tensor::Error),
+    /// A tracked input reached an op with no backward rule.
+    #[error("op `{op}` has no backward rule but one of its inputs requires a gradient")]
+    NoBackward { op: String },
+    /// A backward rule returned no gradient for an input that requires one.
+    #[error("op `{op}` returned no gradient for its input {input}, which requires one")]
+    MissingGradient { op: String, input: usize },
+    /// A backward rule returned the wrong number or shape of gradients.
+    #[error("op `{op}` returned a bad gradient: {reason}")]
+    BadGradient { op: String, reason: String },
+    /// Vars from different tapes were combined.
+    #[error("op `{op}`: its inputs live on different tapes")]
+    TapeMismatch { op: String },
+    /// `backward()` without an explicit output gradient needs a one-element output.
+    #[error("backward() needs a one-element output, got shape {shape:?}; use backward_with")]
+    NotScalar { shape: Vec<usize> },
+    /// Anomaly mode found a NaN or ±∞.
+    #[error("anomaly: op `{op}` produced a non-finite value in {phase:?}; output {output}; inputs: {}", inputs.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("; "))]
+    Anomaly {
+        op: String,
+        phase: Phase,
+        output: TensorSummary,
+        inputs: Vec<TensorSummary>,
+    },
+    /// A gradient check found analytic and numeric gradients that disagree.
+    #[error("gradcheck failed: {0}")]
+    GradcheckFailed(String),
+    /// An I/O or format error from a loader (checkpoints, data files).
+    #[error("{0}")]
+    Io(String),
+}
+
+impl Error {
+    /// The category of this error: the four kinds of `LOSSES.md` for input
+    /// errors, `Other` for everything else.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Tensor(e) => e.kind(),
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+/// Result with the autodiff crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

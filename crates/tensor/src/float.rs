@@ -1,0 +1,143 @@
+//! The element types: [`Element`] for anything a tensor can hold, [`Float`] for
+//! the two real types every kernel and op works in.
+
+use std::fmt::{Debug, Display};
+use std::iter::Sum;
+use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
+
+/// The name of an element type, for messages and file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    F64,
+    I64,
+}
+
+impl Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+            DType::I64 => "i64",
+        })
+    }
+}
+
+/// Anything a [`crate::Tensor`] can store.
+pub trait Element: Copy + Send + Sync + Debug + PartialEq + Default + 'static {
+    /// The element type's name.
+    const DTYPE: DType;
+}
+
+impl Element for f32 {
+    const DTYPE: DType = DType::F32;
+}
+impl Element for f64 {
+    const DTYPE: DType = DType::F64;
+}
+impl Element for i64 {
+    const DTYPE: DType = DType::I64;
+}
+
+/// A real element type: `f32` (training) or `f64` (gradcheck, conformance).
+///
+/// Built on [`num_traits::Float`] for the math functions; adds lossless-enough
+/// conversion to and from `f64` and the matrix-product kernel of each type.
+pub trait Float:
+    Element
+    + num_traits::Float
+    + num_traits::FloatConst
+    + Display
+    + Sum
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + DivAssign
+{
+    /// Convert from `f64` (rounding to nearest for `f32`).
+    fn of(v: f64) -> Self;
+    /// Convert to `f64` (exact for both types).
+    fn as_f64(self) -> f64;
+
+    /// `C = alpha·A·B + beta·C` for row/column-strided matrices
+    /// (`matrixmultiply`'s `sgemm`/`dgemm`).
+    ///
+    /// # Safety
+    /// The pointers and strides must describe valid `m×k`, `k×n` and `m×n`
+    /// matrices; `c` must not alias `a` or `b`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+}
+
+impl Float for f32 {
+    #[inline]
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+    #[inline]
+    fn as_f64(self) -> f64 {
+        self as f64
+    }
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    ) {
+        matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+    }
+}
+
+impl Float for f64 {
+    #[inline]
+    fn of(v: f64) -> Self {
+        v
+    }
+    #[inline]
+    fn as_f64(self) -> f64 {
+        self
+    }
+    unsafe fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    ) {
+        matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+    }
+}

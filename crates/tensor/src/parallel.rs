@@ -1,0 +1,72 @@
+//! When to go parallel. Small kernels stay serial: rayon's fork/join costs
+//! microseconds, which is more than a few thousand flops.
+
+use rayon::prelude::*;
+
+/// Element count above which elementwise kernels split over rayon.
+pub const PAR_THRESHOLD: usize = 1 << 15;
+/// Chunk size for parallel elementwise work.
+pub const PAR_CHUNK: usize = 1 << 13;
+
+/// `out[i] = f(a[i])`, in parallel for large inputs.
+pub(crate) fn map<T: Sync, U: Send + Default + Clone>(a: &[T], f: impl Fn(T) -> U + Sync) -> Vec<U>
+where
+    T: Copy,
+{
+    if a.len() >= PAR_THRESHOLD {
+        let mut out = vec![U::default(); a.len()];
+        out.par_chunks_mut(PAR_CHUNK)
+            .zip(a.par_chunks(PAR_CHUNK))
+            .for_each(|(o, x)| {
+                for (o, &x) in o.iter_mut().zip(x) {
+                    *o = f(x);
+                }
+            });
+        out
+    } else {
+        a.iter().map(|&x| f(x)).collect()
+    }
+}
+
+/// `out[i] = f(a[i], b[i])` for equal-length slices, in parallel for large inputs.
+pub(crate) fn zip_map<T: Copy + Sync, U: Send + Default + Clone>(
+    a: &[T],
+    b: &[T],
+    f: impl Fn(T, T) -> U + Sync,
+) -> Vec<U> {
+    debug_assert_eq!(a.len(), b.len());
+    if a.len() >= PAR_THRESHOLD {
+        let mut out = vec![U::default(); a.len()];
+        out.par_chunks_mut(PAR_CHUNK)
+            .zip(a.par_chunks(PAR_CHUNK).zip(b.par_chunks(PAR_CHUNK)))
+            .for_each(|(o, (x, y))| {
+                for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                    *o = f(x, y);
+                }
+            });
+        out
+    } else {
+        a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
+    }
+}
+
+/// Run `f(row_index, row)` over the rows of a row-major buffer, in parallel
+/// when the buffer is large.
+pub fn for_each_row_mut<T: Send>(
+    buf: &mut [T],
+    row_len: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    if row_len == 0 {
+        return;
+    }
+    if buf.len() >= PAR_THRESHOLD {
+        buf.par_chunks_mut(row_len)
+            .enumerate()
+            .for_each(|(i, r)| f(i, r));
+    } else {
+        buf.chunks_mut(row_len)
+            .enumerate()
+            .for_each(|(i, r)| f(i, r));
+    }
+}

@@ -1,0 +1,280 @@
+//! [`Tensor`]: contiguous row-major storage shared behind an `Arc`, plus a shape.
+
+use crate::error::{Error, Result};
+use crate::float::{Element, Float};
+use crate::shape::Shape;
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal, Uniform};
+use std::fmt;
+use std::sync::Arc;
+
+/// An n-dimensional array in row-major order.
+///
+/// The storage is shared: `clone`, `reshape` and making a tensor a tape leaf
+/// copy no data. Kernels never mutate shared storage; they allocate their
+/// output (or mutate in place only when the storage is not shared).
+#[derive(Clone)]
+pub struct Tensor<T> {
+    data: Arc<Vec<T>>,
+    shape: Shape,
+}
+
+/// Integer tensors hold class ids and indices.
+pub type IndexTensor = Tensor<i64>;
+
+impl<T: Element> Tensor<T> {
+    /// A tensor from row-major `data` and a `shape` whose element count must
+    /// equal `data.len()`.
+    ///
+    /// ```
+    /// use lossgraph_tensor::Tensor;
+    /// let t = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2])?;
+    /// assert_eq!(t.dims(), &[2, 2]);
+    /// # Ok::<(), lossgraph_tensor::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `ShapeMismatch` when the shape's element count differs from `data.len()`.
+    pub fn from_vec(data: Vec<T>, shape: impl Into<Shape>) -> Result<Self> {
+        let shape = shape.into();
+        if shape.numel() != data.len() {
+            return Err(Error::shape(
+                "from_vec",
+                &[shape.dims(), &[data.len()]],
+                format!(
+                    "shape holds {} elements but {} were given",
+                    shape.numel(),
+                    data.len()
+                ),
+            ));
+        }
+        Ok(Tensor {
+            data: Arc::new(data),
+            shape,
+        })
+    }
+
+    /// Internal constructor for kernels that built `data` for `shape`.
+    pub(crate) fn from_parts(data: Vec<T>, shape: Shape) -> Self {
+        debug_assert_eq!(shape.numel(), data.len());
+        Tensor {
+            data: Arc::new(data),
+            shape,
+        }
+    }
+
+    /// A 1-D tensor holding `data`.
+    pub fn from_slice(data: &[T]) -> Self {
+        Self::from_parts(data.to_vec(), Shape::from([data.len()]))
+    }
+
+    /// A 0-dimensional tensor holding one value.
+    pub fn scalar(v: T) -> Self {
+        Self::from_parts(vec![v], Shape::scalar())
+    }
+
+    /// A tensor of `shape` with every element `v`.
+    pub fn full(shape: impl Into<Shape>, v: T) -> Self {
+        let shape = shape.into();
+        Self::from_parts(vec![v; shape.numel()], shape)
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+    /// The dimensions.
+    pub fn dims(&self) -> &[usize] {
+        self.shape.dims()
+    }
+    /// Number of dimensions.
+    pub fn ndim(&self) -> usize {
+        self.shape.ndim()
+    }
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.numel()
+    }
+    /// The elements in row-major order.
+    pub fn as_slice(&self) -> &[T] {
+        &self.data
+    }
+    /// A copy of the elements in row-major order.
+    pub fn to_vec(&self) -> Vec<T> {
+        self.data.to_vec()
+    }
+    /// The elements, taking the storage without a copy when it is not shared.
+    pub fn into_vec(self) -> Vec<T> {
+        Arc::try_unwrap(self.data).unwrap_or_else(|a| a.to_vec())
+    }
+    /// Mutable access to the elements, copying the storage first if it is shared.
+    pub fn make_mut(&mut self) -> &mut [T] {
+        Arc::make_mut(&mut self.data).as_mut_slice()
+    }
+    /// Whether two tensors share one storage (no copy was made between them).
+    pub fn shares_storage(&self, other: &Tensor<T>) -> bool {
+        Arc::ptr_eq(&self.data, &other.data)
+    }
+    /// How many tensors share this storage.
+    pub fn storage_refs(&self) -> usize {
+        Arc::strong_count(&self.data)
+    }
+
+    /// The single element of a one-element tensor.
+    ///
+    /// # Errors
+    /// `ShapeMismatch` when the tensor does not hold exactly one element.
+    pub fn item(&self) -> Result<T> {
+        if self.numel() == 1 {
+            Ok(self.data[0])
+        } else {
+            Err(Error::shape(
+                "item",
+                &[self.dims()],
+                "item() needs a tensor with exactly one element",
+            ))
+        }
+    }
+
+    /// The same data under a new shape with the same element count (no copy).
+    ///
+    /// # Errors
+    /// `ShapeMismatch` when the element counts differ.
+    pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Self> {
+        let shape = shape.into();
+        if shape.numel() != self.numel() {
+            return Err(Error::shape(
+                "reshape",
+                &[self.dims(), shape.dims()],
+                "reshape must keep the number of elements",
+            ));
+        }
+        Ok(Tensor {
+            data: self.data.clone(),
+            shape,
+        })
+    }
+
+    /// Elementwise map into a tensor of another element type.
+    pub fn map<U: Element>(&self, f: impl Fn(T) -> U + Sync + Send) -> Tensor<U> {
+        Tensor::from_parts(crate::parallel::map(&self.data, f), self.shape.clone())
+    }
+}
+
+impl<T: Float> Tensor<T> {
+    /// Zeros of `shape`.
+    pub fn zeros(shape: impl Into<Shape>) -> Self {
+        Self::full(shape, T::zero())
+    }
+    /// Ones of `shape`.
+    pub fn ones(shape: impl Into<Shape>) -> Self {
+        Self::full(shape, T::one())
+    }
+    /// `[0, 1, …, n−1]` as a 1-D tensor.
+    pub fn arange(n: usize) -> Self {
+        Self::from_parts((0..n).map(|i| T::of(i as f64)).collect(), Shape::from([n]))
+    }
+    /// Uniform samples in `[low, high)` from a seeded generator.
+    ///
+    /// # Errors
+    /// `InvalidOption` unless `low < high` and both are finite.
+    pub fn rand_uniform(shape: impl Into<Shape>, low: f64, high: f64, seed: u64) -> Result<Self> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        Self::rand_uniform_with(shape, low, high, &mut rng)
+    }
+    /// Uniform samples in `[low, high)` from the caller's generator.
+    ///
+    /// # Errors
+    /// `InvalidOption` unless `low < high` and both are finite.
+    pub fn rand_uniform_with<R: rand::Rng + ?Sized>(
+        shape: impl Into<Shape>,
+        low: f64,
+        high: f64,
+        rng: &mut R,
+    ) -> Result<Self> {
+        let shape = shape.into();
+        let dist = Uniform::new(low, high)
+            .map_err(|e| Error::option("rand_uniform", "low/high", e.to_string()))?;
+        let data = (0..shape.numel())
+            .map(|_| T::of(dist.sample(rng)))
+            .collect();
+        Ok(Self::from_parts(data, shape))
+    }
+    /// Normal samples with `mean` and `std` from a seeded generator.
+    ///
+    /// # Errors
+    /// `InvalidOption` when `std` is negative or not finite.
+    pub fn randn(shape: impl Into<Shape>, mean: f64, std: f64, seed: u64) -> Result<Self> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        Self::randn_with(shape, mean, std, &mut rng)
+    }
+    /// Normal samples with `mean` and `std` from the caller's generator.
+    ///
+    /// # Errors
+    /// `InvalidOption` when `std` is negative or not finite.
+    pub fn randn_with<R: rand::Rng + ?Sized>(
+        shape: impl Into<Shape>,
+        mean: f64,
+        std: f64,
+        rng: &mut R,
+    ) -> Result<Self> {
+        let shape = shape.into();
+        let dist =
+            Normal::new(mean, std).map_err(|e| Error::option("randn", "std", e.to_string()))?;
+        let data = (0..shape.numel())
+            .map(|_| T::of(dist.sample(rng)))
+            .collect();
+        Ok(Self::from_parts(data, shape))
+    }
+
+    /// A copy in another real type (`f64` → `f32` rounds).
+    pub fn cast<U: Float>(&self) -> Tensor<U> {
+        self.map(|v| U::of(v.as_f64()))
+    }
+    /// Whether every element is finite.
+    pub fn all_finite(&self) -> bool {
+        self.data.iter().all(|v| v.is_finite())
+    }
+    /// (min, max, count of non-finite) over the finite elements; `None` for
+    /// min/max when no element is finite.
+    pub fn value_range(&self) -> (Option<f64>, Option<f64>, usize) {
+        let mut lo: Option<f64> = None;
+        let mut hi: Option<f64> = None;
+        let mut bad = 0;
+        for &v in self.data.iter() {
+            if v.is_finite() {
+                let v = v.as_f64();
+                lo = Some(lo.map_or(v, |l| l.min(v)));
+                hi = Some(hi.map_or(v, |h| h.max(v)));
+            } else {
+                bad += 1;
+            }
+        }
+        (lo, hi, bad)
+    }
+}
+
+impl Tensor<i64> {
+    /// `[0, 1, …, n−1]` as class ids.
+    pub fn arange_i64(n: usize) -> Self {
+        Self::from_parts((0..n as i64).collect(), Shape::from([n]))
+    }
+}
+
+impl<T: Element> fmt::Debug for Tensor<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOW: usize = 8;
+        write!(f, "Tensor<{}>{:?} ", T::DTYPE, self.shape)?;
+        if self.numel() <= SHOW {
+            write!(f, "{:?}", &self.data[..])
+        } else {
+            write!(f, "{:?}…", &self.data[..SHOW])
+        }
+    }
+}
+
+impl<T: Element> PartialEq for Tensor<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.shape == other.shape && self.data == other.data
+    }
+}

@@ -1,0 +1,18 @@
+//! # lossgraph
+//!
+//! An autodiff tensor engine in which every loss function is a graph op.
+//! This facade re-exports the workspace crates; most programs need only the
+//! [`prelude`].
+
+pub use lossgraph_autodiff as autodiff;
+pub use lossgraph_losses as losses;
+pub use lossgraph_nn as nn;
+pub use lossgraph_tensor as tensor;
+
+/// The types most programs use.
+pub mod prelude {
+    pub use lossgraph_autodiff::{
+        gradcheck, CustomOp, Error, GradcheckOptions, Gradients, Result, Tape, Var,
+    };
+    pub use lossgraph_tensor::{Float, IndexTensor, Shape, Tensor};
+}
