@@ -1,0 +1,315 @@
+//! The conformance runner: reads PyTorch-computed case files (see
+//! `tests/conformance/README.md`), runs every case in every dtype it lists
+//! through [`crate::registry`], and compares values and gradients.
+//!
+//! Used by the `conformance` test target and by `lossgraph conformance`.
+
+use crate::registry::{build, Call, Flavor, InputValue, OptValue};
+use lossgraph_autodiff::{Error, Tape};
+use lossgraph_tensor::{Float, Tensor};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+/// One case of a case file.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// Unique id, e.g. `cross_entropy/weight_ignore_smooth_mean`.
+    pub id: String,
+    /// The op, options and inputs.
+    pub call: Call,
+    /// What to check.
+    pub expect: Expect,
+    /// The dtypes to run it in (`f64`, `f32`).
+    pub dtypes: Vec<String>,
+}
+
+/// What a case expects.
+#[derive(Debug, Clone)]
+pub enum Expect {
+    /// Output and gradients, after backpropagating `grad_output`.
+    Value {
+        /// The cotangent of the output.
+        grad_output: Tensor<f64>,
+        /// The expected output.
+        output: Tensor<f64>,
+        /// The expected gradients, by input name.
+        grads: BTreeMap<String, Tensor<f64>>,
+    },
+    /// An error of this kind (`ShapeMismatch`, `InvalidTarget`, …).
+    Error(String),
+}
+
+/// The result of one case in one dtype.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Case id.
+    pub id: String,
+    /// `f64` or `f32`.
+    pub dtype: String,
+    /// None when it passed; else what failed.
+    pub failure: Option<String>,
+}
+
+/// Tolerances per dtype: `|actual − expected| ≤ atol + rtol·|expected|`.
+pub fn tolerance(dtype: &str) -> (f64, f64) {
+    if dtype == "f32" {
+        (1e-4, 1e-5)
+    } else {
+        (1e-9, 1e-12)
+    }
+}
+
+fn parse_tensor(v: &Value) -> Result<(Vec<usize>, Vec<f64>, bool), String> {
+    let shape = v["shape"]
+        .as_array()
+        .ok_or("tensor without shape")?
+        .iter()
+        .map(|d| d.as_u64().map(|d| d as usize).ok_or("bad dim"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let data = v["data"]
+        .as_array()
+        .ok_or("tensor without data")?
+        .iter()
+        .map(|x| match x {
+            Value::Number(n) => n.as_f64().ok_or("bad number"),
+            // non-finite values may be written as strings
+            Value::String(s) => s.parse::<f64>().map_err(|_| "bad number string"),
+            _ => Err("bad element"),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let int = v.get("dtype").and_then(|d| d.as_str()) == Some("i64");
+    Ok((shape, data, int))
+}
+
+fn real(v: &Value) -> Result<Tensor<f64>, String> {
+    let (shape, data, _) = parse_tensor(v)?;
+    Tensor::from_vec(data, shape).map_err(|e| e.to_string())
+}
+
+fn parse_case(v: &Value) -> Result<Case, String> {
+    let id = v["id"].as_str().ok_or("case without id")?.to_string();
+    let op = v["op"].as_str().ok_or("case without op")?.to_string();
+    let mut options = BTreeMap::new();
+    if let Some(o) = v.get("options").and_then(|o| o.as_object()) {
+        for (k, x) in o {
+            let ov = match x {
+                Value::Bool(b) => OptValue::Bool(*b),
+                Value::Number(n) => OptValue::Num(n.as_f64().ok_or("bad number")?),
+                Value::String(s) => OptValue::Str(s.clone()),
+                Value::Array(a) => OptValue::List(
+                    a.iter()
+                        .map(|x| x.as_f64().ok_or("bad list"))
+                        .collect::<Result<_, _>>()?,
+                ),
+                Value::Object(_) => OptValue::Tensor(real(x)?),
+                Value::Null => return Err(format!("option {k} is null")),
+            };
+            options.insert(k.clone(), ov);
+        }
+    }
+    let mut inputs = BTreeMap::new();
+    for (k, x) in v["inputs"].as_object().ok_or("case without inputs")? {
+        let (shape, data, int) = parse_tensor(x)?;
+        let iv = if int {
+            InputValue::Int(
+                Tensor::from_vec(data.iter().map(|&d| d as i64).collect(), shape)
+                    .map_err(|e| e.to_string())?,
+            )
+        } else {
+            InputValue::Real(Tensor::from_vec(data, shape).map_err(|e| e.to_string())?)
+        };
+        inputs.insert(k.clone(), iv);
+    }
+    let expect = if let Some(kind) = v.get("expect_error") {
+        Expect::Error(
+            kind.as_str()
+                .ok_or("expect_error must be a string")?
+                .to_string(),
+        )
+    } else {
+        let e = &v["expected"];
+        let mut grads = BTreeMap::new();
+        if let Some(g) = e.get("grads").and_then(|g| g.as_object()) {
+            for (k, t) in g {
+                grads.insert(k.clone(), real(t)?);
+            }
+        }
+        Expect::Value {
+            grad_output: real(&v["grad_output"])?,
+            output: real(&e["output"])?,
+            grads,
+        }
+    };
+    let dtypes = match v.get("dtypes").and_then(|d| d.as_array()) {
+        Some(d) => d
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
+        None => vec!["f64".to_string(), "f32".to_string()],
+    };
+    Ok(Case {
+        id,
+        call: Call {
+            op,
+            options,
+            inputs,
+        },
+        expect,
+        dtypes,
+    })
+}
+
+/// Read every `*.json` case file in `dir`, sorted by file name.
+///
+/// # Errors
+/// [`Error::Io`] when the folder or a file cannot be read or parsed.
+pub fn load_dir(dir: &Path) -> Result<Vec<Case>, Error> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::Io(format!("{}: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut cases = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(&f).map_err(|e| Error::Io(format!("{}: {e}", f.display())))?;
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| Error::Io(format!("{}: {e}", f.display())))?;
+        for c in v["cases"]
+            .as_array()
+            .ok_or_else(|| Error::Io(format!("{}: no cases", f.display())))?
+        {
+            cases.push(parse_case(c).map_err(|e| Error::Io(format!("{}: {e}", f.display())))?);
+        }
+    }
+    Ok(cases)
+}
+
+/// The worst element of a comparison, as a message, or None when all pass.
+fn compare(
+    what: &str,
+    actual: &Tensor<f64>,
+    expected: &Tensor<f64>,
+    dtype: &str,
+) -> Option<String> {
+    if actual.dims() != expected.dims() {
+        return Some(format!(
+            "{what}: shape {:?}, expected {:?}",
+            actual.dims(),
+            expected.dims()
+        ));
+    }
+    let (rtol, atol) = tolerance(dtype);
+    let mut worst: Option<(usize, f64)> = None;
+    for (i, (&a, &e)) in actual
+        .as_slice()
+        .iter()
+        .zip(expected.as_slice())
+        .enumerate()
+    {
+        let excess = if a.is_nan() && e.is_nan() || a == e {
+            0.0
+        } else {
+            let d = (a - e).abs();
+            if d.is_nan() {
+                f64::INFINITY
+            } else {
+                d - (atol + rtol * e.abs())
+            }
+        };
+        if excess > 0.0 && worst.is_none_or(|(_, w)| excess > w) {
+            worst = Some((i, excess));
+        }
+    }
+    worst.map(|(i, _)| {
+        format!(
+            "{what}: worst element {i}: expected {:e}, actual {:e}",
+            expected.as_slice()[i],
+            actual.as_slice()[i]
+        )
+    })
+}
+
+fn run_typed<T: Float>(case: &Case, dtype: &str) -> Option<String> {
+    let tape = Tape::<T>::new();
+    let built = build(&tape, &case.call, Flavor::Fused);
+    match (&case.expect, built) {
+        (Expect::Error(kind), Err(e)) => {
+            let got = format!("{:?}", e.kind());
+            (got != *kind).then(|| format!("expected error {kind}, got {got}: {e}"))
+        }
+        (Expect::Error(kind), Ok(_)) => Some(format!("expected error {kind}, got Ok")),
+        (Expect::Value { .. }, Err(e)) => Some(format!("error: {e}")),
+        (
+            Expect::Value {
+                grad_output,
+                output,
+                grads,
+            },
+            Ok(b),
+        ) => {
+            let mut fails = Vec::new();
+            fails.extend(compare("output", &b.output.value().cast(), output, dtype));
+            match b.output.backward_with(grad_output.cast()) {
+                Err(e) => fails.push(format!("backward error: {e}")),
+                Ok(g) => {
+                    for (name, want) in grads {
+                        let got = b.leaves.get(name).and_then(|v| g.get(v)).map(|t| t.cast());
+                        match got {
+                            Some(got) => {
+                                fails.extend(compare(&format!("grad {name}"), &got, want, dtype))
+                            }
+                            None => fails.push(format!("grad {name}: no gradient")),
+                        }
+                    }
+                }
+            }
+            (!fails.is_empty()).then(|| fails.join("; "))
+        }
+    }
+}
+
+/// Run one case in one dtype; a panic is a failure, not a crash.
+pub fn run_case(case: &Case, dtype: &str) -> Outcome {
+    let res = catch_unwind(AssertUnwindSafe(|| match dtype {
+        "f64" => run_typed::<f64>(case, dtype),
+        "f32" => run_typed::<f32>(case, dtype),
+        other => Some(format!("unknown dtype {other}")),
+    }));
+    let failure = match res {
+        Ok(f) => f,
+        Err(p) => Some(format!(
+            "panicked: {}",
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        )),
+    };
+    Outcome {
+        id: case.id.clone(),
+        dtype: dtype.to_string(),
+        failure,
+    }
+}
+
+/// Run every case in every dtype it lists.
+pub fn run_all(cases: &[Case]) -> Vec<Outcome> {
+    cases
+        .iter()
+        .flat_map(|c| c.dtypes.iter().map(move |d| run_case(c, d)))
+        .collect()
+}
+
+/// The closing line: `conformance: N passed, M failed`.
+pub fn summary(outcomes: &[Outcome]) -> String {
+    let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();
+    format!(
+        "conformance: {} passed, {} failed",
+        outcomes.len() - failed,
+        failed
+    )
+}

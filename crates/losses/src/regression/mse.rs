@@ -1,0 +1,78 @@
+//! Mean squared error: `ℓ = r²`, `r = pred − target`.
+//!
+//! Assumes Gaussian noise of constant variance: minimising it estimates the
+//! conditional mean. Its gradient `2r` grows with the residual, so a few large
+//! outliers dominate the fit.
+
+use crate::common::{reduce_naive, Elementwise, Reduction};
+use lossgraph_autodiff::{Result, Var};
+use lossgraph_tensor::Float;
+
+/// Options of [`mse`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MseOptions {
+    /// How items are combined (default `mean`).
+    pub reduction: Reduction,
+}
+
+/// Mean squared error `(pred − target)²`, reduced; PyTorch's `F.mse_loss`.
+///
+/// Gradient: `∂ℓ/∂pred = 2r`, `∂ℓ/∂target = −2r`.
+///
+/// ```
+/// use lossgraph_autodiff::Tape;
+/// use lossgraph_losses::{mse, MseOptions};
+/// use lossgraph_tensor::Tensor;
+/// let tape = Tape::<f64>::new();
+/// let pred = tape.leaf(Tensor::from_vec(vec![1.0, 2.0], [2])?);
+/// let target = tape.constant(Tensor::from_vec(vec![0.0, 4.0], [2])?);
+/// let loss = mse(&pred, &target, &MseOptions::default())?;
+/// assert_eq!(loss.item()?, 2.5); // (1 + 4) / 2
+/// # Ok::<(), lossgraph_autodiff::Error>(())
+/// ```
+///
+/// # Errors
+/// `ShapeMismatch` when `pred` and `target` differ in shape.
+pub fn mse<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &MseOptions) -> Result<Var<T>> {
+    let two = T::of(2.0);
+    Elementwise::new(
+        "mse",
+        opts.reduction,
+        |p: T, t: T| (p - t) * (p - t),
+        move |p: T, t: T| (two * (p - t), -two * (p - t)),
+    )
+    .apply(pred, target)
+}
+
+/// The naive twin of [`mse`]: `square(pred − target)` with primitive ops.
+///
+/// # Errors
+/// As [`mse`].
+pub fn mse_naive<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &MseOptions) -> Result<Var<T>> {
+    crate::common::no_batchmean("mse", opts.reduction)?;
+    crate::common::same_shape("mse", &pred.shape(), &target.shape(), "pred and target")?;
+    reduce_naive(pred.sub(target)?.square()?, opts.reduction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_family, Case};
+
+    #[test]
+    fn mse_gradcheck_and_twin() {
+        for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+            let o = MseOptions { reduction };
+            check_family(
+                &Case::regression(&[5], 1),
+                |v| mse(&v[0], &v[1], &o),
+                |v| mse_naive(&v[0], &v[1], &o),
+            );
+            check_family(
+                &Case::regression(&[3, 4], 2),
+                |v| mse(&v[0], &v[1], &o),
+                |v| mse_naive(&v[0], &v[1], &o),
+            );
+        }
+    }
+}
