@@ -324,6 +324,13 @@ pub struct Gradients<T: Float> {
     grads: Vec<Option<Tensor<T>>>,
 }
 
+impl<T: Float> std::fmt::Debug for Gradients<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.grads.iter().filter(|g| g.is_some()).count();
+        write!(f, "Gradients({n} leaves)")
+    }
+}
+
 impl<T: Float> Gradients<T> {
     /// The gradient of a leaf, or None when the leaf needs no gradient or the
     /// output does not depend on it.

@@ -45,7 +45,7 @@ impl<T: Float> Tensor<T> {
             self.shape().check_axis("sum", axis)?;
             let n = self.shape().last_dim();
             let data = if n == 0 {
-                vec![T::zero(); self.numel()]
+                vec![T::zero(); self.shape().reduced(axis, keepdim).numel()]
             } else {
                 self.as_slice()
                     .chunks(n)
@@ -103,6 +103,13 @@ impl<T: Float> Tensor<T> {
     pub fn argmax(&self, axis: usize, keepdim: bool) -> Result<Tensor<i64>> {
         self.shape().check_axis("argmax", axis)?;
         let (outer, len, inner) = self.shape().split_at_axis(axis);
+        if len == 0 && outer * inner > 0 {
+            return Err(crate::Error::shape(
+                "argmax",
+                &[self.dims()],
+                "argmax over an empty axis",
+            ));
+        }
         let x = self.as_slice();
         let mut out = Vec::with_capacity(outer * inner);
         for o in 0..outer {

@@ -219,6 +219,13 @@ impl<T: Float> Tensor<T> {
         rng: &mut R,
     ) -> Result<Self> {
         let shape = shape.into();
+        if !(std >= 0.0 && std.is_finite() && mean.is_finite()) {
+            return Err(Error::option(
+                "randn",
+                "std",
+                format!("need a finite mean and std >= 0, got {mean}, {std}"),
+            ));
+        }
         let dist =
             Normal::new(mean, std).map_err(|e| Error::option("randn", "std", e.to_string()))?;
         let data = (0..shape.numel())
