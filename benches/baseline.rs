@@ -14,7 +14,9 @@ fn matmul(c: &mut Criterion) {
     let b = Tensor::<f32>::randn([n, n], 0.0, 1.0, 2).unwrap();
     let mut g = c.benchmark_group("matmul");
     g.throughput(Throughput::Elements(2 * (n * n * n) as u64));
-    g.bench_function("f32_512x512x512", |bch| bch.iter(|| black_box(a.matmul(&b).unwrap())));
+    g.bench_function("f32_512x512x512", |bch| {
+        bch.iter(|| black_box(a.matmul(&b).unwrap()))
+    });
     g.finish();
 }
 
@@ -42,8 +44,11 @@ impl Mlp {
     /// One forward + backward pass; returns the loss.
     fn step(&self, x: &Tensor<f32>, y: &IndexTensor) -> Result<f32> {
         let tape = Tape::new();
-        let params: Vec<(Var<f32>, Var<f32>)> =
-            self.layers.iter().map(|(w, b)| (tape.leaf(w.clone()), tape.leaf(b.clone()))).collect();
+        let params: Vec<(Var<f32>, Var<f32>)> = self
+            .layers
+            .iter()
+            .map(|(w, b)| (tape.leaf(w.clone()), tape.leaf(b.clone())))
+            .collect();
         let mut h = tape.constant(x.clone());
         for (i, (w, b)) in params.iter().enumerate() {
             h = h.matmul_nt(w)?.add(b)?;
@@ -63,8 +68,12 @@ impl Mlp {
 fn mlp_step(c: &mut Criterion) {
     let mlp = Mlp::new(&[784, 512, 512, 10]);
     let x = Tensor::<f32>::randn([256, 784], 0.0, 1.0, 7).unwrap();
-    let y = Tensor::<f32>::rand_uniform([256], 0.0, 10.0, 8).unwrap().map(|v| v as i64);
-    c.bench_function("mlp_784_512_512_10_b256_fwd_bwd", |b| b.iter(|| mlp.step(&x, &y).unwrap()));
+    let y = Tensor::<f32>::rand_uniform([256], 0.0, 10.0, 8)
+        .unwrap()
+        .map(|v| v as i64);
+    c.bench_function("mlp_784_512_512_10_b256_fwd_bwd", |b| {
+        b.iter(|| mlp.step(&x, &y).unwrap())
+    });
 }
 
 fn elementwise(c: &mut Criterion) {

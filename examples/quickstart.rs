@@ -24,7 +24,12 @@ fn main() -> Result<()> {
     for step in 0..=600 {
         // a fresh tape per step: parameters become leaves without a copy
         let tape = Tape::new();
-        let (vw1, vb1, vw2, vb2) = (tape.leaf(w1.clone()), tape.leaf(b1.clone()), tape.leaf(w2.clone()), tape.leaf(b2.clone()));
+        let (vw1, vb1, vw2, vb2) = (
+            tape.leaf(w1.clone()),
+            tape.leaf(b1.clone()),
+            tape.leaf(w2.clone()),
+            tape.leaf(b2.clone()),
+        );
         let input = tape.constant(x.clone());
         let target = tape.constant(y.clone());
 
@@ -37,7 +42,12 @@ fn main() -> Result<()> {
             println!("step {step:>3}  mse {:.5}", loss.item()?);
         }
         // gradient descent: p ← p − lr·∂loss/∂p
-        for (p, v) in [(&mut w1, &vw1), (&mut b1, &vb1), (&mut w2, &vw2), (&mut b2, &vb2)] {
+        for (p, v) in [
+            (&mut w1, &vw1),
+            (&mut b1, &vb1),
+            (&mut w2, &vw2),
+            (&mut b2, &vb2),
+        ] {
             if let Some(g) = grads.get(v) {
                 *p = p.sub(&g.mul_scalar(lr))?;
             }

@@ -11,6 +11,7 @@
 //! [`ranking`] (contrastive, ranking and preference), [`reductions`] and
 //! [`projection`] (`linear_cross_entropy`). [`registry`] calls any op by name.
 
+pub mod catalog;
 pub mod classification;
 pub mod common;
 pub mod conformance;

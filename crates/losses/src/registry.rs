@@ -95,13 +95,38 @@ pub const OPS: &[&str] = &[
     "linear_cross_entropy",
 ];
 
+/// The names of `call`'s real (differentiable) inputs, sorted.
+pub fn real_inputs(call: &Call) -> Vec<String> {
+    call.inputs
+        .iter()
+        .filter(|(_, v)| matches!(v, InputValue::Real(_)))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
 /// Record `call` on `tape` as the fused op or its naive twin.
 ///
 /// # Errors
 /// The op's own errors; `InvalidOption` for an unknown op, an option of the
 /// wrong type or an unknown option; `ShapeMismatch` for a missing input.
 pub fn build<T: Float>(tape: &Tape<T>, call: &Call, flavor: Flavor) -> Result<Built<T>> {
+    build_from_vars(tape, call, flavor, BTreeMap::new())
+}
+
+/// As [`build`], but real inputs named in `vars` are taken from there (vars of
+/// `tape`) instead of being made from `call.inputs` — how `gradcheck` feeds
+/// its perturbed leaves to an op called by name.
+///
+/// # Errors
+/// As [`build`].
+pub fn build_from_vars<T: Float>(
+    tape: &Tape<T>,
+    call: &Call,
+    flavor: Flavor,
+    vars: BTreeMap<String, Var<T>>,
+) -> Result<Built<T>> {
     let mut args = Args::new(tape, call);
+    args.leaves = vars;
     let output = match crate::regression::build(&mut args, flavor)
         .or_else(|| crate::classification::build(&mut args, flavor))
         .or_else(|| crate::probabilistic::build(&mut args, flavor))

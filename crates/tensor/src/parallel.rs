@@ -9,10 +9,10 @@ pub const PAR_THRESHOLD: usize = 1 << 15;
 pub const PAR_CHUNK: usize = 1 << 13;
 
 /// `out[i] = f(a[i])`, in parallel for large inputs.
-pub(crate) fn map<T: Sync, U: Send + Default + Clone>(a: &[T], f: impl Fn(T) -> U + Sync) -> Vec<U>
-where
-    T: Copy,
-{
+pub(crate) fn map<T: Copy + Sync, U: Send + Default + Clone>(
+    a: &[T],
+    f: impl Fn(T) -> U + Sync,
+) -> Vec<U> {
     if a.len() >= PAR_THRESHOLD {
         let mut out = vec![U::default(); a.len()];
         out.par_chunks_mut(PAR_CHUNK)

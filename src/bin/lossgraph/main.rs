@@ -1,0 +1,82 @@
+//! `lossgraph`: gradcheck any op from the shell, run conformance cases,
+//! benchmark fused against naive ops, draw losses and their gradients.
+
+mod alloc;
+mod bench;
+mod gradcheck;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[global_allocator]
+static ALLOC: alloc::CountingAlloc = alloc::CountingAlloc;
+
+/// lossgraph: every loss function is a graph op.
+#[derive(Parser)]
+#[command(name = "lossgraph", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Gradcheck(gradcheck::Args),
+    Conformance(ConformanceArgs),
+    Bench(bench::Args),
+}
+
+/// Run conformance case files and print `conformance: N passed, M failed`.
+///
+/// Runs every case of every `*.json` file in DIR (default: the vendored cases
+/// in crates/losses/tests/conformance) in every dtype it lists. Exits
+/// non-zero if any case fails.
+///
+/// Examples:
+///   lossgraph conformance
+///   lossgraph conformance path/to/more/cases
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+struct ConformanceArgs {
+    /// Folder of case files.
+    dir: Option<std::path::PathBuf>,
+}
+
+fn conformance(args: ConformanceArgs) -> ExitCode {
+    use lossgraph::losses::conformance::{load_dir, run_all, summary};
+    let dir = args.dir.unwrap_or_else(|| {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crates/losses/tests/conformance")
+    });
+    let cases = match load_dir(&dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lossgraph conformance: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcomes = run_all(&cases);
+    for o in outcomes.iter().filter(|o| o.failure.is_some()) {
+        println!(
+            "FAIL {} [{}]: {}",
+            o.id,
+            o.dtype,
+            o.failure.as_deref().unwrap_or("")
+        );
+    }
+    println!("{}", summary(&outcomes));
+    let failed = outcomes.iter().any(|o| o.failure.is_some());
+    if failed || outcomes.is_empty() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Gradcheck(a) => gradcheck::run(a),
+        Command::Conformance(a) => conformance(a),
+        Command::Bench(a) => bench::run(a),
+    }
+}
