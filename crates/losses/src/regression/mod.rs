@@ -190,7 +190,7 @@ mod tests {
         let tau = ("tau", OptValue::Num(0.5));
         for flavor in [Flavor::Fused, Flavor::Naive] {
             let tape = Tape::<f64>::new();
-            let ok = build(&tape, &quantile_call(&[taus.clone()]), flavor).unwrap();
+            let ok = build(&tape, &quantile_call(std::slice::from_ref(&taus)), flavor).unwrap();
             // rows: u = (1, 0) → 0.2·1 + 0; u = (0, −1) → 0 + 0.2·1
             assert!((ok.output.item().unwrap() - 0.1).abs() < 1e-12);
             let both = build(&tape, &quantile_call(&[taus.clone(), tau.clone()]), flavor);
