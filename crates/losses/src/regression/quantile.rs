@@ -1,0 +1,382 @@
+//! Quantile (pinball) loss: with `u = target − pred`, `ℓ = max(τu, (τ−1)u)`.
+//!
+//! Minimising it makes `pred` the conditional `τ`-quantile of the target:
+//! under-prediction (`u > 0`) costs `τ` per unit, over-prediction `1 − τ`, so
+//! at the optimum a fraction `τ` of targets lie below the prediction. `τ = ½`
+//! is half of [`mae`](super::mae()). The gradient is piecewise constant
+//! (`−τ` or `1 − τ` w.r.t. `pred`) — no shrinking near the optimum — and at
+//! the corner `u = 0` this op uses the subgradient 0 (there is no PyTorch
+//! loss to follow).
+//!
+//! With `taus = [τ₁ … τ_Q]` one call fits Q quantiles at once: `pred [N, Q]`,
+//! `target [N]`, column `q` scored with `τ_q` (a predictive band such as the
+//! 10 %, 50 % and 90 % quantiles). Nothing keeps the columns ordered: the
+//! fitted quantiles may cross.
+
+use crate::common::{
+    check_option, no_batchmean, reduce, reduce_naive, same_shape, Reduction, Upstream,
+};
+use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
+use lossgraph_tensor::{Error, Float, Tensor};
+
+/// Options of [`quantile`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantileOptions {
+    /// The quantile level (default 0.5, in (0, 1)); unused when `taus` is set.
+    pub tau: f64,
+    /// Several levels, one per column of `pred [N, Q]` (default none; each in
+    /// (0, 1), at least one).
+    pub taus: Option<Vec<f64>>,
+    /// How items are combined (default `mean`, over all `N·Q` items).
+    pub reduction: Reduction,
+}
+
+impl Default for QuantileOptions {
+    fn default() -> Self {
+        QuantileOptions {
+            tau: 0.5,
+            taus: None,
+            reduction: Reduction::Mean,
+        }
+    }
+}
+
+/// The levels to use, validated: `[tau]` or `taus`.
+fn levels(opts: &QuantileOptions) -> Result<Vec<f64>> {
+    let check =
+        |name: &str, t: f64| check_option("quantile", name, t, t > 0.0 && t < 1.0, "(0, 1)");
+    match &opts.taus {
+        None => {
+            check("tau", opts.tau)?;
+            Ok(vec![opts.tau])
+        }
+        Some(taus) => {
+            if taus.is_empty() {
+                return Err(Error::option("quantile", "taus", "needs at least one level").into());
+            }
+            for &t in taus {
+                check("taus", t)?;
+            }
+            Ok(taus.clone())
+        }
+    }
+}
+
+/// Shapes: `pred` and `target` equal (one level), or `pred [N, Q]` with
+/// `target [N]` (`taus` of length Q).
+fn check_shapes<T: Float>(
+    pred: &Var<T>,
+    target: &Var<T>,
+    opts: &QuantileOptions,
+    q: usize,
+) -> Result<()> {
+    let (ps, ts) = (pred.shape(), target.shape());
+    if opts.taus.is_none() {
+        return same_shape("quantile", &ps, &ts, "pred and target");
+    }
+    let (p, t) = (ps.dims(), ts.dims());
+    if p.len() != 2 || p[1] != q || t.len() != 1 || t[0] != p[0] {
+        return Err(Error::shape(
+            "quantile",
+            &[p, t],
+            format!("with {q} taus, pred must be [N, {q}] and target [N]"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The fused pinball loss: item `i` of `pred` (row-major, `q` levels per
+/// row) is scored against `target[i / q]` at level `taus[i % q]`.
+struct Pinball<T> {
+    taus: Vec<T>,
+    reduction: Reduction,
+}
+
+impl<T: Float> CustomOp<T> for Pinball<T> {
+    type Saved = ();
+    fn name(&self) -> &str {
+        "quantile"
+    }
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, ())> {
+        let (pred, target) = (x[0].as_slice(), x[1].as_slice());
+        let q = self.taus.len();
+        let mut loss = Vec::with_capacity(pred.len());
+        for (row, &t) in pred.chunks(q).zip(target) {
+            for (&p, &tau) in row.iter().zip(&self.taus) {
+                let u = t - p;
+                // NaN takes the second branch and stays NaN
+                loss.push(if u >= T::zero() {
+                    tau * u
+                } else {
+                    (tau - T::one()) * u
+                });
+            }
+        }
+        let n = loss.len();
+        Ok((reduce(loss, x[0].shape().clone(), self.reduction, n)?, ()))
+    }
+    fn backward(&self, cx: &BackwardCtx<'_, T, ()>) -> Result<Vec<Option<Tensor<T>>>> {
+        let (pred, target) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
+        let q = self.taus.len();
+        let up = Upstream::new(cx.grad_output, self.reduction, pred.len());
+        let mut dp = Vec::with_capacity(if cx.needs_grad[0] { pred.len() } else { 0 });
+        let mut dt = Vec::with_capacity(if cx.needs_grad[1] { target.len() } else { 0 });
+        let mut i = 0;
+        for (row, &t) in pred.chunks(q).zip(target) {
+            let mut acc = T::zero();
+            for (&p, &tau) in row.iter().zip(&self.taus) {
+                let u = t - p;
+                // ∂ℓ/∂pred: −τ for u > 0, 1 − τ for u < 0, 0 at the corner (NaN stays NaN)
+                let d = if u > T::zero() {
+                    -tau
+                } else if u < T::zero() {
+                    T::one() - tau
+                } else {
+                    u * T::zero()
+                };
+                let g = up.at(i) * d;
+                i += 1;
+                if cx.needs_grad[0] {
+                    dp.push(g);
+                }
+                acc -= g;
+            }
+            if cx.needs_grad[1] {
+                dt.push(acc);
+            }
+        }
+        Ok(vec![
+            cx.needs_grad[0]
+                .then(|| Tensor::from_vec(dp, cx.inputs[0].shape().clone()))
+                .transpose()?,
+            cx.needs_grad[1]
+                .then(|| Tensor::from_vec(dt, cx.inputs[1].shape().clone()))
+                .transpose()?,
+        ])
+    }
+}
+
+/// Quantile (pinball) loss, reduced: with `u = target − pred`,
+/// `ℓ = max(τu, (τ−1)u)`.
+///
+/// One level (`tau`): `pred` and `target` of the same shape, `"none"` gives
+/// that shape. Several (`taus`, length Q): `pred [N, Q]`, `target [N]`,
+/// column `q` at level `τ_q`; `"none"` gives `[N, Q]` and `"mean"` averages
+/// all `N·Q` items.
+///
+/// Gradient: `∂ℓ/∂pred = −τ` where `u > 0`, `1 − τ` where `u < 0`, 0 at
+/// `u = 0`; `∂ℓ/∂target` is its negative (summed over the Q columns).
+///
+/// ```
+/// use lossgraph_autodiff::Tape;
+/// use lossgraph_losses::{quantile, QuantileOptions};
+/// use lossgraph_tensor::Tensor;
+/// let tape = Tape::<f64>::new();
+/// // one sample, its 10 % / 50 % / 90 % quantiles predicted as 0, 1, 2
+/// let pred = tape.leaf(Tensor::from_vec(vec![0.0, 1.0, 2.0], [1, 3])?);
+/// let target = tape.leaf(Tensor::from_vec(vec![1.5], [1])?);
+/// let opts = QuantileOptions { taus: Some(vec![0.1, 0.5, 0.9]), ..Default::default() };
+/// let loss = quantile(&pred, &target, &opts)?;
+/// // 0.1·1.5 + 0.5·0.5 + 0.1·0.5, averaged over 3 items
+/// assert!((loss.item()? - 0.15).abs() < 1e-12);
+/// let g = loss.backward()?;
+/// let gp = g.get(&pred).unwrap().to_vec();
+/// assert!((gp[0] + 0.1 / 3.0).abs() < 1e-12 && (gp[2] - 0.1 / 3.0).abs() < 1e-12);
+/// # Ok::<(), lossgraph_autodiff::Error>(())
+/// ```
+///
+/// # Errors
+/// `InvalidOption` when `tau` or a level of `taus` is outside (0, 1), when
+/// `taus` is empty, or for `batchmean`; `ShapeMismatch` when the shapes are
+/// not as above.
+pub fn quantile<T: Float>(
+    pred: &Var<T>,
+    target: &Var<T>,
+    opts: &QuantileOptions,
+) -> Result<Var<T>> {
+    no_batchmean("quantile", opts.reduction)?;
+    let taus = levels(opts)?;
+    check_shapes(pred, target, opts, taus.len())?;
+    let op = Pinball {
+        taus: taus.into_iter().map(T::of).collect(),
+        reduction: opts.reduction,
+    };
+    pred.tape().apply(op, &[pred, target])
+}
+
+/// The naive twin of [`quantile`]: `maximum(τ·u, (τ−1)·u)` with primitive
+/// ops (with `taus`: `u = target[:, None] − pred` broadcast against the
+/// levels as a `[Q]` constant). `maximum` splits the gradient at `u = 0`.
+///
+/// # Errors
+/// As [`quantile`].
+pub fn quantile_naive<T: Float>(
+    pred: &Var<T>,
+    target: &Var<T>,
+    opts: &QuantileOptions,
+) -> Result<Var<T>> {
+    no_batchmean("quantile", opts.reduction)?;
+    let taus = levels(opts)?;
+    check_shapes(pred, target, opts, taus.len())?;
+    let loss = match &opts.taus {
+        None => {
+            let tau = T::of(opts.tau);
+            let u = target.sub(pred)?;
+            u.mul_scalar(tau)?.maximum(&u.mul_scalar(tau - T::one())?)?
+        }
+        Some(_) => {
+            let tape = pred.tape();
+            let q = taus.len();
+            let hi = tape.constant(Tensor::from_vec(
+                taus.iter().map(|&t| T::of(t)).collect(),
+                [q],
+            )?);
+            let lo = tape.constant(Tensor::from_vec(
+                taus.iter().map(|&t| T::of(t - 1.0)).collect(),
+                [q],
+            )?);
+            let u = target.reshape([target.shape().numel(), 1])?.sub(pred)?;
+            u.mul(&hi)?.maximum(&u.mul(&lo)?)?
+        }
+    };
+    reduce_naive(loss, opts.reduction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_family, check_twins, Case};
+    use lossgraph_autodiff::{ErrorKind, Tape};
+
+    fn multi_case(n: usize, q: usize, seed: u64) -> Case {
+        Case::new(vec![
+            Tensor::randn([n, q], 0.0, 1.0, seed).unwrap(),
+            Tensor::randn([n], 0.0, 1.0, seed + 1).unwrap(),
+        ])
+    }
+
+    #[test]
+    fn quantile_gradcheck_and_twin() {
+        for tau in [0.5, 0.9, 0.1] {
+            for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+                let o = QuantileOptions {
+                    tau,
+                    taus: None,
+                    reduction,
+                };
+                for (shape, seed) in [(&[7][..], 10), (&[3, 5][..], 11)] {
+                    check_family(
+                        &Case::regression(shape, seed),
+                        |v| quantile(&v[0], &v[1], &o),
+                        |v| quantile_naive(&v[0], &v[1], &o),
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quantile_taus_gradcheck_and_twin() {
+        for taus in [vec![0.1, 0.5, 0.9], vec![0.25]] {
+            for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+                let o = QuantileOptions {
+                    taus: Some(taus.clone()),
+                    reduction,
+                    ..Default::default()
+                };
+                for (n, seed) in [(6, 12), (1, 13)] {
+                    check_family(
+                        &multi_case(n, taus.len(), seed),
+                        |v| quantile(&v[0], &v[1], &o),
+                        |v| quantile_naive(&v[0], &v[1], &o),
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quantile_one_column_equals_single_tau() {
+        let case = multi_case(5, 1, 14);
+        let single = QuantileOptions {
+            tau: 0.3,
+            reduction: Reduction::Sum,
+            ..Default::default()
+        };
+        let multi = QuantileOptions {
+            taus: Some(vec![0.3]),
+            ..single.clone()
+        };
+        check_twins(
+            &case,
+            |v| quantile(&v[0], &v[1], &multi),
+            |v| quantile(&v[0].reshape([5]).unwrap(), &v[1], &single),
+        );
+    }
+
+    #[test]
+    fn quantile_gradient_is_zero_at_the_corner() {
+        let tape = Tape::<f64>::new();
+        let p = tape.leaf(Tensor::from_vec(vec![1.0, 2.0], [2]).unwrap());
+        let t = tape.leaf(Tensor::from_vec(vec![1.0, 3.0], [2]).unwrap());
+        let o = QuantileOptions {
+            tau: 0.9,
+            reduction: Reduction::Sum,
+            ..Default::default()
+        };
+        let g = quantile(&p, &t, &o).unwrap().backward().unwrap();
+        assert_eq!(g.get(&p).unwrap().to_vec(), vec![0.0, -0.9]);
+        assert_eq!(g.get(&t).unwrap().to_vec(), vec![0.0, 0.9]);
+    }
+
+    #[test]
+    fn quantile_errors() {
+        let tape = Tape::<f64>::new();
+        let p = tape.leaf(Tensor::zeros([4, 2]));
+        let t = tape.leaf(Tensor::zeros([4]));
+        let kind = |o: &QuantileOptions, p: &Var<f64>, t: &Var<f64>| {
+            let fused = quantile(p, t, o).unwrap_err().kind();
+            assert_eq!(fused, quantile_naive(p, t, o).unwrap_err().kind());
+            fused
+        };
+        for tau in [0.0, 1.0, 1.5, -0.2, f64::NAN] {
+            let o = QuantileOptions {
+                tau,
+                ..Default::default()
+            };
+            assert_eq!(kind(&o, &t, &t), ErrorKind::InvalidOption);
+            let o = QuantileOptions {
+                taus: Some(vec![0.5, tau]),
+                ..Default::default()
+            };
+            assert_eq!(kind(&o, &p, &t), ErrorKind::InvalidOption);
+        }
+        let o = QuantileOptions {
+            taus: Some(vec![]),
+            ..Default::default()
+        };
+        assert_eq!(kind(&o, &p, &t), ErrorKind::InvalidOption);
+        // one level: shapes must match
+        assert_eq!(
+            kind(&QuantileOptions::default(), &p, &t),
+            ErrorKind::ShapeMismatch
+        );
+        // several: Q columns, N targets, 2-D pred
+        let o = QuantileOptions {
+            taus: Some(vec![0.1, 0.5, 0.9]),
+            ..Default::default()
+        };
+        assert_eq!(kind(&o, &p, &t), ErrorKind::ShapeMismatch);
+        let o = QuantileOptions {
+            taus: Some(vec![0.1, 0.9]),
+            ..Default::default()
+        };
+        let t3 = tape.leaf(Tensor::zeros([3]));
+        assert_eq!(kind(&o, &p, &t3), ErrorKind::ShapeMismatch);
+        let t41 = tape.leaf(Tensor::zeros([4, 1]));
+        assert_eq!(kind(&o, &p, &t41), ErrorKind::ShapeMismatch);
+        let p3 = tape.leaf(Tensor::zeros([4, 1, 2]));
+        assert_eq!(kind(&o, &p3, &t), ErrorKind::ShapeMismatch);
+    }
+}
