@@ -1,0 +1,349 @@
+//! Binary cross-entropy on logits:
+//! `ℓ = −w·(pw·y·log σ(z) + (1 − y)·log(1 − σ(z)))`.
+//!
+//! The same Bernoulli likelihood as [`bce`](super::bce), with the sigmoid
+//! folded in. Since `−log σ(z) = softplus(−z)` and `−log(1 − σ(z)) =
+//! softplus(z)`, the loss is `w·(pw·y·softplus(−z) + (1 − y)·softplus(z))`,
+//! two non-negative terms that share one `log1p(e^−|z|)`: no exponential
+//! overflows and no probability rounds to 0 or 1, so logits of any
+//! magnitude give finite losses and gradients. With `pw = 1` it is
+//! `max(z, 0) − z·y + log1p(e^−|z|)`. `pos_weight` (`pw`, one per class on
+//! the last axis) scales the positive term to trade recall against precision
+//! on imbalanced labels.
+//!
+//! Gradients: `∂ℓ/∂z = w·((1 − y)·σ(z) − pw·y·σ(−z))` (`= w·(σ(z) − y)` when
+//! `pw = 1`) and `∂ℓ/∂y = w·(pw·softplus(−z) − softplus(z))` (`= −w·z` when
+//! `pw = 1`). Fails with `InvalidValue` when a target lies outside `[0, 1]`.
+
+use super::weighted::{broadcast_option, WeightedPointwise};
+use crate::common::{check_unit_interval, no_batchmean, reduce_naive, same_shape, Reduction};
+use lossgraph_autodiff::{Result, Var};
+use lossgraph_tensor::{Float, Tensor};
+
+/// Options of [`bce_with_logits`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BceWithLogitsOptions<T: Float> {
+    /// How items are combined (default `mean`: over every element).
+    pub reduction: Reduction,
+    /// Per-element weight `w`, broadcast to the input's shape (default none:
+    /// `w = 1`). A constant: it gets no gradient.
+    pub weight: Option<Tensor<T>>,
+    /// Weight `pw` of the positive term, `[C]` broadcast over the last axis
+    /// (any shape that broadcasts to the input is accepted; default none:
+    /// `pw = 1`). A constant.
+    pub pos_weight: Option<Tensor<T>>,
+}
+
+/// `(softplus(z), softplus(−z))`, sharing `log1p(e^−|z|)`.
+#[inline]
+fn softplus_pair<T: Float>(z: T) -> (T, T) {
+    let l = (-z.abs()).exp().ln_1p();
+    (z.max(T::zero()) + l, (-z).max(T::zero()) + l)
+}
+
+/// `(σ(z), σ(−z))` from one `e^−|z|`, neither overflowing.
+#[inline]
+pub(super) fn sigmoid_pair<T: Float>(z: T) -> (T, T) {
+    let e = (-z.abs()).exp();
+    let (big, small) = (T::one() / (T::one() + e), e / (T::one() + e));
+    if z >= T::zero() {
+        (big, small)
+    } else {
+        (small, big)
+    }
+}
+
+/// Binary cross-entropy of logits `w·(pw·y·softplus(−z) + (1 − y)·softplus(z))`,
+/// reduced; PyTorch's `F.binary_cross_entropy_with_logits`.
+///
+/// Gradient: `∂ℓ/∂z = w·((1 − y)·σ(z) − pw·y·σ(−z))`,
+/// `∂ℓ/∂y = w·(pw·softplus(−z) − softplus(z))` (`−w·z` when `pw = 1`).
+///
+/// Options: `reduction` (`mean`), `weight` (none), `pos_weight` (none) — see
+/// [`BceWithLogitsOptions`].
+///
+/// ```
+/// use lossgraph_autodiff::Tape;
+/// use lossgraph_losses::{bce_with_logits, BceWithLogitsOptions, Reduction};
+/// use lossgraph_tensor::Tensor;
+/// let tape = Tape::<f32>::new();
+/// // a logit of 1e4 would make σ round to 1 and log(1 − σ) infinite
+/// let logits = tape.leaf(Tensor::from_vec(vec![1e4, 0.0], [2])?);
+/// let target = tape.leaf(Tensor::from_vec(vec![0.0, 1.0], [2])?);
+/// let opts = BceWithLogitsOptions { reduction: Reduction::None, ..Default::default() };
+/// let loss = bce_with_logits(&logits, &target, &opts)?;
+/// let v = loss.value().to_vec();
+/// assert_eq!(v[0], 1e4); // softplus(1e4), finite
+/// assert!((v[1] - std::f32::consts::LN_2).abs() < 1e-7);
+/// let g = loss.backward_with(Tensor::ones([2]))?;
+/// assert_eq!(g.get(&logits).unwrap().to_vec(), vec![1.0, -0.5]); // σ(z) − y
+/// assert_eq!(g.get(&target).unwrap().to_vec(), vec![-1e4, 0.0]); // −z
+/// # Ok::<(), lossgraph_autodiff::Error>(())
+/// ```
+///
+/// # Errors
+/// `ShapeMismatch` when `logits` and `target` differ in shape or `weight` or
+/// `pos_weight` does not broadcast to it; `InvalidValue` when a target is
+/// outside `[0, 1]`; `InvalidOption` for the `batchmean` reduction.
+pub fn bce_with_logits<T: Float>(
+    logits: &Var<T>,
+    target: &Var<T>,
+    opts: &BceWithLogitsOptions<T>,
+) -> Result<Var<T>> {
+    let (weight, pos_weight) = validate(logits, target, opts)?;
+    let one = T::one();
+    let op = WeightedPointwise {
+        name: "bce_with_logits",
+        reduction: opts.reduction,
+        weight,
+        pos_weight,
+        loss: move |z: T, y: T, pw: T| {
+            let (sp, sn) = softplus_pair(z);
+            pw * y * sn + (one - y) * sp
+        },
+        grad: move |z: T, y: T, pw: T| {
+            let (s, sm) = sigmoid_pair(z);
+            let dz = (one - y) * s - pw * y * sm;
+            let dy = if pw == one {
+                -z
+            } else {
+                let (sp, sn) = softplus_pair(z);
+                pw * sn - sp
+            };
+            (dz, dy)
+        },
+    };
+    logits.tape().apply(op, &[logits, target])
+}
+
+/// The option tensors broadcast to a checked input shape.
+type Broadcast<T> = (Option<Tensor<T>>, Option<Tensor<T>>);
+
+/// Checks shared by [`bce_with_logits`] and its twin; returns `weight` and
+/// `pos_weight` at the input's shape.
+fn validate<T: Float>(
+    logits: &Var<T>,
+    target: &Var<T>,
+    opts: &BceWithLogitsOptions<T>,
+) -> Result<Broadcast<T>> {
+    const OP: &str = "bce_with_logits";
+    no_batchmean(OP, opts.reduction)?;
+    let shape = logits.shape();
+    same_shape(OP, &shape, &target.shape(), "logits and target")?;
+    let weight = broadcast_option(OP, "weight", opts.weight.as_ref(), &shape)?;
+    let pos_weight = broadcast_option(OP, "pos_weight", opts.pos_weight.as_ref(), &shape)?;
+    check_unit_interval(OP, "target", &target.value())?;
+    Ok((weight, pos_weight))
+}
+
+/// The naive twin of [`bce_with_logits`], the textbook way: `p = σ(z)`, then
+/// `−w·(pw·y·log p + (1 − y)·log(1 − p))`. Overflows to `inf`/`NaN` once `σ`
+/// rounds to 0 or 1 (|z| ≳ 17 in f32, ≳ 37 in f64).
+///
+/// # Errors
+/// As [`bce_with_logits`].
+pub fn bce_with_logits_naive<T: Float>(
+    logits: &Var<T>,
+    target: &Var<T>,
+    opts: &BceWithLogitsOptions<T>,
+) -> Result<Var<T>> {
+    let (weight, pos_weight) = validate(logits, target, opts)?;
+    let tape = logits.tape();
+    let p = logits.sigmoid()?;
+    let log_p = p.log()?;
+    let log_q = p.neg()?.add_scalar(T::one())?.log()?;
+    let mut pos = target.mul(&log_p)?;
+    if let Some(pw) = pos_weight {
+        pos = pos.mul(&tape.constant(pw))?;
+    }
+    let neg = target.neg()?.add_scalar(T::one())?.mul(&log_q)?;
+    let mut loss = pos.add(&neg)?.neg()?;
+    if let Some(w) = weight {
+        loss = loss.mul(&tape.constant(w))?;
+    }
+    reduce_naive(loss, opts.reduction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::{eval_in, uniform};
+    use super::*;
+    use crate::testing::{assert_close, check_family, check_twins, Case};
+    use lossgraph_autodiff::Tape;
+    use lossgraph_tensor::ErrorKind;
+
+    /// Logits N(0, 3²) and soft targets inside (0, 1).
+    fn case(shape: &[usize], seed: u64) -> Case {
+        Case::new(vec![
+            Tensor::randn(shape.to_vec(), 0.0, 3.0, seed).unwrap(),
+            uniform(shape, 0.02, 0.98, seed + 100),
+        ])
+    }
+
+    fn opts(reduction: Reduction) -> BceWithLogitsOptions<f64> {
+        BceWithLogitsOptions {
+            reduction,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn bce_with_logits_gradcheck_and_twin() {
+        for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+            let o = opts(reduction);
+            for (shape, seed) in [(&[7][..], 1), (&[3, 4][..], 2)] {
+                check_family(
+                    &case(shape, seed),
+                    |v| bce_with_logits(&v[0], &v[1], &o),
+                    |v| bce_with_logits_naive(&v[0], &v[1], &o),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bce_with_logits_weights_gradcheck_and_twin() {
+        // weight alone, pos_weight alone ([C] and [1]), and both
+        let w = || Some(uniform(&[3, 1], 0.1, 2.0, 3));
+        let pw = || Some(uniform(&[4], 0.2, 4.0, 4));
+        let variants = [
+            (w(), None),
+            (None, pw()),
+            (None, Some(Tensor::from_slice(&[3.0]))),
+            (w(), pw()),
+        ];
+        for (k, (weight, pos_weight)) in variants.into_iter().enumerate() {
+            for reduction in [Reduction::None, Reduction::Mean] {
+                let o = BceWithLogitsOptions {
+                    reduction,
+                    weight: weight.clone(),
+                    pos_weight: pos_weight.clone(),
+                };
+                for shape in [&[3, 4][..], &[2, 3, 4][..]] {
+                    check_family(
+                        &case(shape, 10 + k as u64),
+                        |v| bce_with_logits(&v[0], &v[1], &o),
+                        |v| bce_with_logits_naive(&v[0], &v[1], &o),
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bce_with_logits_hard_labels_twin() {
+        let z = Tensor::randn([2, 5], 0.0, 3.0, 5).unwrap();
+        let y = uniform(&[2, 5], 0.0, 1.0, 6).map(|v| v.round());
+        let o = BceWithLogitsOptions {
+            pos_weight: Some(uniform(&[5], 0.5, 3.0, 7)),
+            ..opts(Reduction::Sum)
+        };
+        check_twins(
+            &Case::new(vec![z, y]),
+            |v| bce_with_logits(&v[0], &v[1], &o),
+            |v| bce_with_logits_naive(&v[0], &v[1], &o),
+        );
+    }
+
+    #[test]
+    fn unit_pos_weight_is_no_pos_weight() {
+        let c = case(&[3, 4], 8);
+        let plain = opts(Reduction::None);
+        let unit = BceWithLogitsOptions {
+            pos_weight: Some(Tensor::ones([4])),
+            ..opts(Reduction::None)
+        };
+        check_twins(
+            &c,
+            |v| bce_with_logits(&v[0], &v[1], &plain),
+            |v| bce_with_logits(&v[0], &v[1], &unit),
+        );
+    }
+
+    /// f32 logits of ±100 and ±1e4: the naive twin gives inf/NaN, the fused op
+    /// stays finite and matches the f64 value.
+    #[test]
+    fn bce_with_logits_f32_stable_where_naive_is_not() {
+        let z = Tensor::from_slice(&[100.0, -100.0, 1e4, -1e4, 100.0, -1e4]);
+        let y = Tensor::from_slice(&[0.0, 1.0, 0.5, 0.25, 1.0, 0.0]);
+        for pos_weight in [None, Some(Tensor::from_slice(&[2.5]))] {
+            let o32 = BceWithLogitsOptions::<f32> {
+                reduction: Reduction::None,
+                weight: None,
+                pos_weight: pos_weight.as_ref().map(|t| t.cast()),
+            };
+            let o64 = BceWithLogitsOptions::<f64> {
+                reduction: Reduction::None,
+                weight: None,
+                pos_weight,
+            };
+            let (naive, _, _) = eval_in(|a, b| bce_with_logits_naive(a, b, &o32), &z, &y);
+            assert!(!naive.all_finite(), "the naive twin should overflow here");
+            let (out, gz, gy) = eval_in(|a, b| bce_with_logits(a, b, &o32), &z, &y);
+            let (out64, gz64, gy64) = eval_in(|a, b| bce_with_logits(a, b, &o64), &z, &y);
+            assert!(out.all_finite() && gz.all_finite() && gy.all_finite());
+            assert_close("f32 loss", &out, &out64, 1e-6);
+            assert_close("f32 grad logits", &gz, &gz64, 1e-6);
+            assert_close("f32 grad target", &gy, &gy64, 1e-6);
+        }
+        // and the f64 values are the exact ones: softplus(±z) at these logits
+        let (out64, _, _) = eval_in(|a, b| bce_with_logits(a, b, &opts(Reduction::None)), &z, &y);
+        let want = Tensor::from_slice(&[100.0, 100.0, 5e3, 2.5e3, 0.0, 0.0]);
+        assert_close("f64 loss", &out64, &want, 1e-15);
+    }
+
+    #[test]
+    fn empty_input_mean_is_zero() {
+        let empty = Tensor::<f64>::zeros([0, 3]);
+        let o = BceWithLogitsOptions {
+            pos_weight: Some(Tensor::ones([3])),
+            ..opts(Reduction::Mean)
+        };
+        for f in [bce_with_logits::<f64>, bce_with_logits_naive::<f64>] {
+            let (out, gz, gy) = eval_in(|a, b| f(a, b, &o), &empty, &empty);
+            assert_eq!(out.to_vec(), vec![0.0]);
+            assert_eq!((gz.dims(), gy.dims()), (&[0, 3][..], &[0, 3][..]));
+        }
+    }
+
+    #[test]
+    fn bce_with_logits_errors() {
+        let tape = Tape::<f64>::new();
+        let leaf = |d: &[f64]| tape.leaf(Tensor::from_slice(d));
+        let kind = |r: Result<Var<f64>>| r.err().map(|e| e.kind());
+        let (z, y) = (leaf(&[0.3, -2.0]), leaf(&[1.0, 0.0]));
+        let o = opts(Reduction::Mean);
+        assert_eq!(
+            kind(bce_with_logits(&z, &leaf(&[1.0, 1.5]), &o)),
+            Some(ErrorKind::InvalidValue)
+        );
+        assert_eq!(
+            kind(bce_with_logits(&z, &leaf(&[1.0]), &o)),
+            Some(ErrorKind::ShapeMismatch)
+        );
+        let bad_pw = BceWithLogitsOptions {
+            pos_weight: Some(Tensor::from_slice(&[1.0, 2.0, 3.0])),
+            ..o.clone()
+        };
+        assert_eq!(
+            kind(bce_with_logits(&z, &y, &bad_pw)),
+            Some(ErrorKind::ShapeMismatch)
+        );
+        let bad_w = BceWithLogitsOptions {
+            weight: Some(Tensor::ones([2, 2])),
+            ..o.clone()
+        };
+        assert_eq!(
+            kind(bce_with_logits(&z, &y, &bad_w)),
+            Some(ErrorKind::ShapeMismatch)
+        );
+        assert_eq!(
+            kind(bce_with_logits(&z, &y, &opts(Reduction::BatchMean))),
+            Some(ErrorKind::InvalidOption)
+        );
+        assert_eq!(
+            kind(bce_with_logits_naive(&z, &leaf(&[-0.5, 0.0]), &o)),
+            Some(ErrorKind::InvalidValue)
+        );
+    }
+}
