@@ -59,7 +59,11 @@ pub fn gaussian_kl<T: Float>(
 }
 
 /// Check the inputs; return the `[...]` shape and `D`.
-fn validate<T: Float>(mu: &Var<T>, lv: &Var<T>, opts: &GaussianKlOptions) -> Result<(Shape, usize)> {
+fn validate<T: Float>(
+    mu: &Var<T>,
+    lv: &Var<T>,
+    opts: &GaussianKlOptions,
+) -> Result<(Shape, usize)> {
     no_batchmean("gaussian_kl", opts.reduction)?;
     let shape = mu.shape();
     same_shape("gaussian_kl", &shape, &lv.shape(), "mu and logvar")?;
@@ -105,7 +109,7 @@ impl<T: Float> CustomOp<T> for GaussianKl {
         let (mu, lv) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
         let (rows, d, half) = (self.out.numel(), self.d, T::of(0.5));
         let up = Upstream::new(cx.grad_output, self.reduction, rows);
-        let row_of = |i: usize| if d == 0 { 0 } else { i / d };
+        let row_of = |i: usize| i.checked_div(d).unwrap_or(0);
         let dmu = cx.needs_grad[0].then(|| {
             mu.iter()
                 .enumerate()
@@ -120,8 +124,10 @@ impl<T: Float> CustomOp<T> for GaussianKl {
         });
         let shape = cx.inputs[0].shape();
         Ok(vec![
-            dmu.map(|g| Tensor::from_vec(g, shape.clone())).transpose()?,
-            dlv.map(|g| Tensor::from_vec(g, shape.clone())).transpose()?,
+            dmu.map(|g| Tensor::from_vec(g, shape.clone()))
+                .transpose()?,
+            dlv.map(|g| Tensor::from_vec(g, shape.clone()))
+                .transpose()?,
         ])
     }
 }
@@ -188,12 +194,21 @@ mod tests {
         let s = tape.leaf(Tensor::scalar(0.0));
         let o = GaussianKlOptions::default();
         for f in [gaussian_kl::<f64>, gaussian_kl_naive::<f64>] {
-            assert_eq!(f(&a, &b, &o).err().unwrap().kind(), ErrorKind::ShapeMismatch);
-            assert_eq!(f(&s, &s, &o).err().unwrap().kind(), ErrorKind::ShapeMismatch);
+            assert_eq!(
+                f(&a, &b, &o).err().unwrap().kind(),
+                ErrorKind::ShapeMismatch
+            );
+            assert_eq!(
+                f(&s, &s, &o).err().unwrap().kind(),
+                ErrorKind::ShapeMismatch
+            );
             let bm = GaussianKlOptions {
                 reduction: Reduction::BatchMean,
             };
-            assert_eq!(f(&a, &a, &bm).err().unwrap().kind(), ErrorKind::InvalidOption);
+            assert_eq!(
+                f(&a, &a, &bm).err().unwrap().kind(),
+                ErrorKind::InvalidOption
+            );
         }
     }
 }

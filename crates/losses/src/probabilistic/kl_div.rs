@@ -171,13 +171,9 @@ pub fn kl_div_naive<T: Float>(
         target.exp()?.mul(&target.sub(input)?)?
     } else {
         let tape = input.tape();
-        let nonzero = target.value().map(|p| {
-            if p == T::zero() {
-                T::zero()
-            } else {
-                T::one()
-            }
-        });
+        let nonzero = target
+            .value()
+            .map(|p| if p == T::zero() { T::zero() } else { T::one() });
         let ones = tape.constant(Tensor::ones(shape.clone()));
         let safe = Var::where_select(&nonzero, target, &ones)?;
         target.mul(&safe.log()?)?.sub(&target.mul(input)?)?
@@ -274,7 +270,10 @@ mod tests {
     fn batchmean_divides_by_axis_zero() {
         let c = case(&[3, 4], 5);
         let tape = Tape::<f64>::new();
-        let (x, p) = (tape.leaf(c.inputs[0].clone()), tape.leaf(c.inputs[1].clone()));
+        let (x, p) = (
+            tape.leaf(c.inputs[0].clone()),
+            tape.leaf(c.inputs[1].clone()),
+        );
         let sum = |r| {
             let o = KlDivOptions {
                 reduction: r,

@@ -87,7 +87,13 @@ struct Rows {
 
 fn validate<T: Float>(s: &Var<T>, t: &Var<T>, opts: &KlLogitsOptions) -> Result<Rows> {
     let (temp, op) = (opts.temperature, "kl_logits");
-    check_option(op, "temperature", temp, temp > 0.0 && temp.is_finite(), "(0, ∞)")?;
+    check_option(
+        op,
+        "temperature",
+        temp,
+        temp > 0.0 && temp.is_finite(),
+        "(0, ∞)",
+    )?;
     no_batchmean(op, opts.reduction)?;
     let shape = s.shape();
     same_shape(op, &shape, &t.shape(), "student and teacher")?;
@@ -308,10 +314,7 @@ mod tests {
         assert_eq!(kind(kl_logits(&s0, &s0, &o)), ErrorKind::ShapeMismatch);
         assert_eq!(kind(kl_logits_naive(&a, &b, &o)), ErrorKind::ShapeMismatch);
         for temperature in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            let o = KlLogitsOptions {
-                temperature,
-                ..o
-            };
+            let o = KlLogitsOptions { temperature, ..o };
             assert_eq!(kind(kl_logits(&a, &a, &o)), ErrorKind::InvalidOption);
             assert_eq!(kind(kl_logits_naive(&a, &a, &o)), ErrorKind::InvalidOption);
         }
