@@ -1,0 +1,336 @@
+//! Distillation KL between two sets of logits:
+//! `ℓ = T² · KL(softmax(teacher/T) ‖ softmax(student/T))` per row of the last
+//! axis.
+//!
+//! With `a = teacher/T`, `b = student/T`, `q = softmax(a)`, `p = softmax(b)`:
+//! `KL = Σ_c q_c (log q_c − log p_c)`, where `log q = a − lse(a)` and
+//! `log p = b − lse(b)` come from a max-shifted log-sum-exp, so logits of any
+//! magnitude (±1e4 in f32) give a finite loss; the textbook route (softmax,
+//! then log) takes `log 0 = −∞` there and returns NaN. Classes with `q_c = 0`
+//! contribute 0. The `T²` factor keeps the gradient's scale independent of
+//! the temperature (Hinton et al.).
+//!
+//! Gradients: `∂ℓ/∂student_c = T (p_c − q_c)`,
+//! `∂ℓ/∂teacher_c = T q_c (log q_c − log p_c − KL)`. Forward saves only the two
+//! per-row log-sum-exps and the per-row KL; backward recomputes `p` and `q`
+//! from the logits.
+
+use crate::common::{check_option, no_batchmean, reduce, same_shape, Reduction, Upstream};
+use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
+use lossgraph_tensor::{Error, Float, Shape, Tensor};
+
+/// Options of [`kl_logits`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KlLogitsOptions {
+    /// How rows are combined (default `mean`, over rows).
+    pub reduction: Reduction,
+    /// Softmax temperature `T` (default 1.0, must be finite and > 0).
+    pub temperature: f64,
+}
+
+impl Default for KlLogitsOptions {
+    fn default() -> Self {
+        KlLogitsOptions {
+            reduction: Reduction::Mean,
+            temperature: 1.0,
+        }
+    }
+}
+
+/// Distillation loss `T² · KL(softmax(teacher/T) ‖ softmax(student/T))` per
+/// row of the last axis, reduced.
+///
+/// Gradient: `∂ℓ/∂student = T (p − q)`, `∂ℓ/∂teacher = T q (log q − log p − KL)`
+/// with `q = softmax(teacher/T)`, `p = softmax(student/T)`.
+///
+/// Options: `reduction` (`mean` over rows; `"none"` gives `[...]`),
+/// `temperature` (1.0).
+///
+/// ```
+/// use lossgraph_autodiff::Tape;
+/// use lossgraph_losses::{kl_logits, KlLogitsOptions};
+/// use lossgraph_tensor::Tensor;
+/// let tape = Tape::<f32>::new();
+/// // logits far beyond what exp() can hold in f32
+/// let student = tape.leaf(Tensor::from_vec(vec![1e4, 0.0, -1e4], [1, 3])?);
+/// let teacher = tape.leaf(Tensor::from_vec(vec![-1e4, 0.0, 1e4], [1, 3])?);
+/// let loss = kl_logits(&student, &teacher, &KlLogitsOptions::default())?;
+/// assert_eq!(loss.item()?, 2e4); // log q − log p = 0 − (−2e4) on the teacher's class
+/// let g = loss.backward()?;
+/// assert_eq!(g.get(&student).unwrap().to_vec(), vec![1.0, 0.0, -1.0]);
+/// # Ok::<(), lossgraph_autodiff::Error>(())
+/// ```
+///
+/// # Errors
+/// `InvalidOption` for a temperature that is not finite and > 0 or for
+/// `batchmean`; `ShapeMismatch` when the shapes differ or the inputs are 0-d.
+pub fn kl_logits<T: Float>(
+    student: &Var<T>,
+    teacher: &Var<T>,
+    opts: &KlLogitsOptions,
+) -> Result<Var<T>> {
+    let layout = validate(student, teacher, opts)?;
+    let op = KlLogits {
+        reduction: opts.reduction,
+        temperature: opts.temperature,
+        layout,
+    };
+    student.tape().clone().apply(op, &[student, teacher])
+}
+
+/// Rows of the last axis: `rows` rows of `c` classes; `out` the `[...]` shape.
+struct Rows {
+    rows: usize,
+    c: usize,
+    out: Shape,
+}
+
+fn validate<T: Float>(s: &Var<T>, t: &Var<T>, opts: &KlLogitsOptions) -> Result<Rows> {
+    let (temp, op) = (opts.temperature, "kl_logits");
+    check_option(
+        op,
+        "temperature",
+        temp,
+        temp > 0.0 && temp.is_finite(),
+        "(0, ∞)",
+    )?;
+    no_batchmean(op, opts.reduction)?;
+    let shape = s.shape();
+    same_shape(op, &shape, &t.shape(), "student and teacher")?;
+    let dims = shape.dims();
+    let Some((&c, lead)) = dims.split_last() else {
+        return Err(Error::shape(op, &[dims], "logits need a class axis [..., C]").into());
+    };
+    Ok(Rows {
+        rows: lead.iter().product(),
+        c,
+        out: Shape::from(lead),
+    })
+}
+
+struct KlLogits {
+    reduction: Reduction,
+    temperature: f64,
+    layout: Rows,
+}
+
+/// Per row: `lse(student/T)`, `lse(teacher/T)`, and the unscaled KL.
+struct Saved<T> {
+    lse_s: Vec<T>,
+    lse_t: Vec<T>,
+    kl: Vec<T>,
+}
+
+/// `log Σ_c e^(x_c / T)`, shifted by the row's max (T > 0 keeps the order).
+fn lse_scaled<T: Float>(row: &[T], temp: T) -> T {
+    let m = row.iter().fold(
+        T::neg_infinity(),
+        |a, &x| if x > a || x.is_nan() { x } else { a },
+    );
+    if !m.is_finite() {
+        return m / temp;
+    }
+    let m = m / temp;
+    let s: T = row.iter().map(|&x| (x / temp - m).exp()).sum();
+    m + s.ln()
+}
+
+impl<T: Float> CustomOp<T> for KlLogits {
+    type Saved = Saved<T>;
+    fn name(&self) -> &str {
+        "kl_logits"
+    }
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Saved<T>)> {
+        let (s, t) = (x[0].as_slice(), x[1].as_slice());
+        let (rows, c) = (self.layout.rows, self.layout.c);
+        let temp = T::of(self.temperature);
+        let mut sv = Saved {
+            lse_s: Vec::with_capacity(rows),
+            lse_t: Vec::with_capacity(rows),
+            kl: Vec::with_capacity(rows),
+        };
+        let mut loss = Vec::with_capacity(rows);
+        for r in 0..rows {
+            let (sr, tr) = (&s[r * c..(r + 1) * c], &t[r * c..(r + 1) * c]);
+            let (ls, lt) = (lse_scaled(sr, temp), lse_scaled(tr, temp));
+            let mut kl = T::zero();
+            for (&sk, &tk) in sr.iter().zip(tr) {
+                let log_q = tk / temp - lt;
+                let q = log_q.exp();
+                if q != T::zero() {
+                    kl += q * (log_q - (sk / temp - ls));
+                }
+            }
+            sv.lse_s.push(ls);
+            sv.lse_t.push(lt);
+            sv.kl.push(kl);
+            loss.push(temp * temp * kl);
+        }
+        let out = reduce(loss, self.layout.out.clone(), self.reduction, rows)?;
+        Ok((out, sv))
+    }
+    fn backward(&self, cx: &BackwardCtx<'_, T, Saved<T>>) -> Result<Vec<Option<Tensor<T>>>> {
+        let (s, t) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
+        let (rows, c) = (self.layout.rows, self.layout.c);
+        let temp = T::of(self.temperature);
+        let up = Upstream::new(cx.grad_output, self.reduction, rows);
+        let sv = cx.saved;
+        let mut ds = cx.needs_grad[0].then(|| Vec::with_capacity(s.len()));
+        let mut dt = cx.needs_grad[1].then(|| Vec::with_capacity(s.len()));
+        for r in 0..rows {
+            let (sr, tr) = (&s[r * c..(r + 1) * c], &t[r * c..(r + 1) * c]);
+            let (ls, lt, kl) = (sv.lse_s[r], sv.lse_t[r], sv.kl[r]);
+            let ut = up.at(r) * temp;
+            for (&sk, &tk) in sr.iter().zip(tr) {
+                let (log_p, log_q) = (sk / temp - ls, tk / temp - lt);
+                let q = log_q.exp();
+                if let Some(d) = ds.as_mut() {
+                    d.push(ut * (log_p.exp() - q));
+                }
+                if let Some(d) = dt.as_mut() {
+                    d.push(if q == T::zero() {
+                        T::zero()
+                    } else {
+                        ut * q * (log_q - log_p - kl)
+                    });
+                }
+            }
+        }
+        let shape = cx.inputs[0].shape();
+        Ok(vec![
+            ds.map(|d| Tensor::from_vec(d, shape.clone())).transpose()?,
+            dt.map(|d| Tensor::from_vec(d, shape.clone())).transpose()?,
+        ])
+    }
+}
+
+/// The naive twin of [`kl_logits`]: `q = softmax(teacher/T)`,
+/// `p = softmax(student/T)`, then `T² Σ q (log q − log p)` with primitive ops.
+/// It takes `log 0 = −∞` once a probability underflows, and returns NaN.
+///
+/// # Errors
+/// As [`kl_logits`].
+pub fn kl_logits_naive<T: Float>(
+    student: &Var<T>,
+    teacher: &Var<T>,
+    opts: &KlLogitsOptions,
+) -> Result<Var<T>> {
+    let layout = validate(student, teacher, opts)?;
+    let inv = T::one() / T::of(opts.temperature);
+    let q = teacher.mul_scalar(inv)?.softmax()?;
+    let p = student.mul_scalar(inv)?.softmax()?;
+    let kl = q.mul(&q.log()?.sub(&p.log()?)?)?;
+    let axis = student.shape().ndim() - 1;
+    let t2 = T::of(opts.temperature * opts.temperature);
+    let rows = kl.sum(axis, false)?.mul_scalar(t2)?;
+    debug_assert_eq!(rows.shape(), layout.out);
+    crate::common::reduce_naive(rows, opts.reduction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_family, Case};
+    use lossgraph_autodiff::Tape;
+    use lossgraph_tensor::ErrorKind;
+
+    #[test]
+    fn kl_logits_gradcheck_and_twin() {
+        for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+            for temperature in [1.0, 2.5, 0.5] {
+                let o = KlLogitsOptions {
+                    reduction,
+                    temperature,
+                };
+                for (shape, seed) in [(&[5][..], 1), (&[3, 4][..], 2), (&[2, 2, 3][..], 3)] {
+                    let mut c = Case::normal(2, shape, seed);
+                    c.inputs[1] = c.inputs[1].mul_scalar(2.0);
+                    check_family(
+                        &c,
+                        |v| kl_logits(&v[0], &v[1], &o),
+                        |v| kl_logits_naive(&v[0], &v[1], &o),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Logits of ±1e4 in f32: the twin's `log softmax` hits `log 0`; the fused
+    /// op stays finite and matches its own f64 value.
+    #[test]
+    fn f32_extreme_logits_stay_finite() {
+        let s = vec![1e4, 0.0, -1e4, 5.0, -3e3, 2e3];
+        let t = vec![-1e4, 0.0, 1e4, 1e3, 0.0, -2e3];
+        for temperature in [1.0, 3.0] {
+            let o = KlLogitsOptions {
+                reduction: Reduction::None,
+                temperature,
+            };
+            let run = |tape: &Tape<f32>, naive: bool| {
+                let sv = tape.leaf(Tensor::from_vec(s.clone(), [2, 3]).unwrap().cast());
+                let tv = tape.leaf(Tensor::from_vec(t.clone(), [2, 3]).unwrap().cast());
+                let out = if naive {
+                    kl_logits_naive(&sv, &tv, &o)
+                } else {
+                    kl_logits(&sv, &tv, &o)
+                }
+                .unwrap();
+                let g = out.backward_with(Tensor::ones([2])).unwrap();
+                (out.value(), g.get_or_zeros(&sv), g.get_or_zeros(&tv))
+            };
+            let tape = Tape::<f32>::new();
+            let (naive, _, _) = run(&tape, true);
+            assert!(!naive.all_finite(), "the twin should overflow: {naive:?}");
+            let (out, gs, gt) = run(&tape, false);
+            assert!(out.all_finite() && gs.all_finite() && gt.all_finite());
+
+            let t64 = Tape::<f64>::new();
+            let (s64, tt64) = (
+                t64.leaf(Tensor::from_vec(s.clone(), [2, 3]).unwrap()),
+                t64.leaf(Tensor::from_vec(t.clone(), [2, 3]).unwrap()),
+            );
+            let want = kl_logits(&s64, &tt64, &o).unwrap();
+            let g64 = want.backward_with(Tensor::ones([2])).unwrap();
+            let close = |got: &Tensor<f32>, want: &Tensor<f64>| {
+                for (&g, &w) in got.as_slice().iter().zip(want.as_slice()) {
+                    assert!((g as f64 - w).abs() <= 1e-5 + 1e-5 * w.abs(), "{g} vs {w}");
+                }
+            };
+            close(&out, &want.value());
+            close(&gs, &g64.get_or_zeros(&s64));
+            close(&gt, &g64.get_or_zeros(&tt64));
+        }
+    }
+
+    #[test]
+    fn errors() {
+        let tape = Tape::<f64>::new();
+        let a = tape.leaf(Tensor::zeros([2, 3]));
+        let b = tape.leaf(Tensor::zeros([3, 2]));
+        let s0 = tape.leaf(Tensor::scalar(1.0));
+        let kind = |r: Result<Var<f64>>| r.err().unwrap().kind();
+        let o = KlLogitsOptions::default();
+        assert_eq!(kind(kl_logits(&a, &b, &o)), ErrorKind::ShapeMismatch);
+        assert_eq!(kind(kl_logits(&s0, &s0, &o)), ErrorKind::ShapeMismatch);
+        assert_eq!(kind(kl_logits_naive(&a, &b, &o)), ErrorKind::ShapeMismatch);
+        for temperature in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let o = KlLogitsOptions { temperature, ..o };
+            assert_eq!(kind(kl_logits(&a, &a, &o)), ErrorKind::InvalidOption);
+            assert_eq!(kind(kl_logits_naive(&a, &a, &o)), ErrorKind::InvalidOption);
+        }
+        let o = KlLogitsOptions {
+            reduction: Reduction::BatchMean,
+            ..o
+        };
+        assert_eq!(kind(kl_logits(&a, &a, &o)), ErrorKind::InvalidOption);
+    }
+
+    #[test]
+    fn equal_logits_give_zero() {
+        let tape = Tape::<f64>::new();
+        let z = Tensor::randn([4, 5], 0.0, 1.0, 11).unwrap();
+        let (s, t) = (tape.leaf(z.clone()), tape.leaf(z));
+        let loss = kl_logits(&s, &t, &KlLogitsOptions::default()).unwrap();
+        assert!(loss.item().unwrap().abs() < 1e-15);
+    }
+}

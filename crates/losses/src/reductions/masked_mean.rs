@@ -1,0 +1,380 @@
+//! The masked mean `Σ mᵢℓᵢ / (Σ mᵢ + ε)`: the average of the items a mask
+//! keeps, e.g. the valid tokens of padded sequences.
+//!
+//! The denominator counts the kept items, not the batch: a padded position
+//! neither adds to the sum nor dilutes the mean, and items whose mask is 0 are
+//! skipped outright, so a padded position holding `∞` or NaN does not poison
+//! the result. With `per_row`, each row of the last axis is averaged first and
+//! the rows are then averaged with equal weight, over the rows that keep at
+//! least one item (a short sequence then counts as much as a long one). When
+//! nothing is kept the mean is 0 and every gradient is 0.
+//!
+//! The mask is meant to be 0/1; a fractional mask in `[0, 1]` acts as a soft
+//! weight (which is also what makes the mask differentiable), and a mask value
+//! outside `[0, 1]` is an error.
+//!
+//! Gradients, with `D = Σ m + ε` and `μ` the mean (per row for `per_row`, the
+//! whole scaled by `1/R` over the `R` kept rows): `∂/∂ℓᵢ = mᵢ / D`,
+//! `∂/∂mᵢ = (ℓᵢ − μ) / D`.
+
+use crate::common::{check_option, check_unit_interval, same_shape};
+use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Tape, Var};
+use lossgraph_tensor::{Float, Shape, Tensor};
+
+/// Options of [`masked_mean`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MaskedMeanOptions {
+    /// Added to the denominator (default 0.0, must be finite and ≥ 0).
+    pub eps: f64,
+    /// Average each row of the last axis first, then the rows that keep any
+    /// item (default `false`: one mean over every kept item).
+    pub per_row: bool,
+}
+
+/// Masked mean `Σ m·ℓ / (Σ m + eps)` of `values` under `mask`, a 0-d output.
+///
+/// With `per_row`, the masked mean of each row of the last axis, then the
+/// plain mean of those row means over the rows with any kept item. Nothing
+/// kept gives 0 with zero gradients.
+///
+/// Gradient: `∂/∂ℓ = m / D`, `∂/∂m = (ℓ − μ) / D` with `D = Σ m + eps` and
+/// `μ` the mean (per row, and divided by the number of kept rows, for
+/// `per_row`).
+///
+/// Options: `eps` (0.0), `per_row` (`false`).
+///
+/// ```
+/// use lossgraph_autodiff::Tape;
+/// use lossgraph_losses::{masked_mean, MaskedMeanOptions};
+/// use lossgraph_tensor::Tensor;
+/// let tape = Tape::<f64>::new();
+/// let loss = tape.leaf(Tensor::from_vec(vec![1.0, 3.0, 9.0, 2.0, 0.0, 0.0], [2, 3])?);
+/// let mask = tape.constant(Tensor::from_vec(vec![1.0, 1.0, 0.0, 1.0, 0.0, 0.0], [2, 3])?);
+/// let tokens = masked_mean(&loss, &mask, &MaskedMeanOptions::default())?;
+/// assert_eq!(tokens.item()?, 2.0); // (1 + 3 + 2) / 3
+/// let rows = masked_mean(&loss, &mask, &MaskedMeanOptions { per_row: true, ..Default::default() })?;
+/// assert_eq!(rows.item()?, 2.0); // (2 + 2) / 2
+/// # Ok::<(), lossgraph_autodiff::Error>(())
+/// ```
+///
+/// # Errors
+/// `InvalidOption` for an `eps` that is negative or not finite;
+/// `ShapeMismatch` when `values` and `mask` differ in shape; `InvalidValue`
+/// when a mask value lies outside `[0, 1]`.
+pub fn masked_mean<T: Float>(
+    values: &Var<T>,
+    mask: &Var<T>,
+    opts: &MaskedMeanOptions,
+) -> Result<Var<T>> {
+    validate(values, mask, opts)?;
+    RatioMean::new("masked_mean", opts.eps, opts.per_row, &values.shape()).apply(values, mask)
+}
+
+fn validate<T: Float>(values: &Var<T>, mask: &Var<T>, opts: &MaskedMeanOptions) -> Result<()> {
+    let op = "masked_mean";
+    check_eps(op, opts.eps)?;
+    same_shape(op, &values.shape(), &mask.shape(), "values and mask")?;
+    check_unit_interval(op, "mask", &mask.value())
+}
+
+/// `InvalidOption` unless `eps` is finite and ≥ 0.
+pub(super) fn check_eps(op: &str, eps: f64) -> Result<()> {
+    check_option(op, "eps", eps, eps >= 0.0 && eps.is_finite(), "[0, ∞)")
+}
+
+/// The fused op behind [`masked_mean`] and `weighted_mean`: the mean of row
+/// ratios `Σ wℓ / (Σ w + eps)` over the rows with `Σ w ≠ 0`. Without
+/// `per_row` the whole input is one row.
+pub(super) struct RatioMean {
+    name: &'static str,
+    eps: f64,
+    rows: usize,
+    c: usize,
+}
+
+/// Per row: its mean and denominator (`None` for a row that keeps nothing),
+/// and the number of kept rows.
+pub(super) struct Saved<T> {
+    rows: Vec<Option<(T, T)>>,
+    kept: usize,
+}
+
+impl RatioMean {
+    /// The op for inputs of `shape`.
+    pub(super) fn new(name: &'static str, eps: f64, per_row: bool, shape: &Shape) -> Self {
+        let n = shape.numel();
+        let c = if per_row { shape.last_dim() } else { n };
+        let rows = n.checked_div(c).unwrap_or(0);
+        RatioMean { name, eps, rows, c }
+    }
+    /// Record on the values' tape (inputs already validated).
+    pub(super) fn apply<T: Float>(self, values: &Var<T>, weights: &Var<T>) -> Result<Var<T>> {
+        let tape: Tape<T> = values.tape().clone();
+        tape.apply(self, &[values, weights])
+    }
+}
+
+impl<T: Float> CustomOp<T> for RatioMean {
+    type Saved = Saved<T>;
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Saved<T>)> {
+        let (v, w) = (x[0].as_slice(), x[1].as_slice());
+        let (c, eps) = (self.c, T::of(self.eps));
+        let mut saved = Saved {
+            rows: Vec::with_capacity(self.rows),
+            kept: 0,
+        };
+        let mut total = T::zero();
+        for r in 0..self.rows {
+            let (mut num, mut den) = (T::zero(), T::zero());
+            for (&l, &m) in v[r * c..(r + 1) * c].iter().zip(&w[r * c..(r + 1) * c]) {
+                if m != T::zero() {
+                    num += m * l;
+                    den += m;
+                }
+            }
+            if den == T::zero() {
+                saved.rows.push(None);
+            } else {
+                let d = den + eps;
+                let mean = num / d;
+                total += mean;
+                saved.kept += 1;
+                saved.rows.push(Some((mean, d)));
+            }
+        }
+        let out = if saved.kept == 0 {
+            T::zero()
+        } else {
+            total / T::of(saved.kept as f64)
+        };
+        Ok((Tensor::scalar(out), saved))
+    }
+    fn backward(&self, cx: &BackwardCtx<'_, T, Saved<T>>) -> Result<Vec<Option<Tensor<T>>>> {
+        let (v, w) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
+        let sv = cx.saved;
+        let g = cx
+            .grad_output
+            .as_slice()
+            .first()
+            .copied()
+            .unwrap_or(T::zero());
+        let scale = if sv.kept == 0 {
+            T::zero()
+        } else {
+            g / T::of(sv.kept as f64)
+        };
+        let c = self.c;
+        let mut dv = cx.needs_grad[0].then(|| vec![T::zero(); v.len()]);
+        let mut dw = cx.needs_grad[1].then(|| vec![T::zero(); v.len()]);
+        for (r, row) in sv.rows.iter().enumerate() {
+            let Some((mean, d)) = *row else { continue };
+            let k = scale / d;
+            let range = r * c..(r + 1) * c;
+            if let Some(dv) = dv.as_mut() {
+                for (o, &m) in dv[range.clone()].iter_mut().zip(&w[range.clone()]) {
+                    *o = k * m;
+                }
+            }
+            if let Some(dw) = dw.as_mut() {
+                for (o, &l) in dw[range.clone()].iter_mut().zip(&v[range]) {
+                    *o = k * (l - mean);
+                }
+            }
+        }
+        let shape = cx.inputs[0].shape();
+        Ok(vec![
+            dv.map(|d| Tensor::from_vec(d, shape.clone())).transpose()?,
+            dw.map(|d| Tensor::from_vec(d, shape.clone())).transpose()?,
+        ])
+    }
+}
+
+/// The naive twin of [`masked_mean`]: `sum(m·ℓ) / (sum(m) + eps)` with
+/// primitive ops (per row: row sums, a `where` that drops the rows keeping
+/// nothing, then their mean). Masked `∞`/NaN values poison it.
+///
+/// # Errors
+/// As [`masked_mean`].
+pub fn masked_mean_naive<T: Float>(
+    values: &Var<T>,
+    mask: &Var<T>,
+    opts: &MaskedMeanOptions,
+) -> Result<Var<T>> {
+    validate(values, mask, opts)?;
+    if !opts.per_row {
+        return ratio_naive(values, mask, opts.eps);
+    }
+    let (v, m) = if values.shape().ndim() == 0 {
+        (values.reshape([1])?, mask.reshape([1])?)
+    } else {
+        (values.clone(), mask.clone())
+    };
+    let axis = v.shape().ndim() - 1;
+    let num = v.mul(&m)?.sum(axis, false)?;
+    let den = m.sum(axis, false)?.add_scalar(T::of(opts.eps))?;
+    let kept = m
+        .value()
+        .sum(axis, false)?
+        .map(|s| if s == T::zero() { T::zero() } else { T::one() });
+    let r: T = kept.as_slice().iter().copied().sum();
+    let tape = values.tape();
+    let safe = Var::where_select(&kept, &den, &tape.constant(Tensor::ones(den.shape())))?;
+    let means = num.div(&safe)?.mul(&tape.constant(kept))?.sum_all()?;
+    if r == T::zero() {
+        means.mul_scalar(T::zero())
+    } else {
+        means.mul_scalar(T::one() / r)
+    }
+}
+
+/// `sum(w·ℓ) / (sum(w) + eps)` with primitive ops; 0 (and zero gradients)
+/// when `sum(w) = 0`.
+pub(super) fn ratio_naive<T: Float>(values: &Var<T>, w: &Var<T>, eps: f64) -> Result<Var<T>> {
+    let num = values.mul(w)?.sum_all()?;
+    if w.value().sum_all().item()? == T::zero() {
+        return num.mul_scalar(T::zero());
+    }
+    num.div(&w.sum_all()?.add_scalar(T::of(eps))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_family, check_twins, value_and_grads, Case};
+    use lossgraph_tensor::ErrorKind;
+
+    const SHAPES: [&[usize]; 3] = [&[6], &[3, 4], &[2, 2, 3]];
+
+    fn all_options() -> Vec<MaskedMeanOptions> {
+        let mut v = Vec::new();
+        for eps in [0.0, 1e-3, 0.5] {
+            for per_row in [false, true] {
+                v.push(MaskedMeanOptions { eps, per_row });
+            }
+        }
+        v
+    }
+
+    /// A 0/1 mask with an empty row (for the multi-row shapes).
+    fn hard_mask(shape: &[usize]) -> Tensor<f64> {
+        let n: usize = shape.iter().product();
+        let c = *shape.last().unwrap();
+        let data = (0..n)
+            .map(|i| if i / c == 1 || i % 3 == 2 { 0.0 } else { 1.0 })
+            .collect();
+        Tensor::from_vec(data, shape.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn soft_mask_gradcheck_and_twin() {
+        // masks inside (0, 1) so that finite differences stay valid
+        for o in all_options() {
+            for (k, shape) in SHAPES.iter().enumerate() {
+                let v = Tensor::randn(shape.to_vec(), 0.0, 1.0, k as u64).unwrap();
+                let m = Tensor::rand_uniform(shape.to_vec(), 0.1, 0.9, 10 + k as u64).unwrap();
+                check_family(
+                    &Case::new(vec![v, m]),
+                    |x| masked_mean(&x[0], &x[1], &o),
+                    |x| masked_mean_naive(&x[0], &x[1], &o),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn hard_mask_gradcheck_and_twin() {
+        // a fixed 0/1 mask (a constant) with a row that keeps nothing
+        for o in all_options() {
+            for (k, shape) in SHAPES.iter().enumerate() {
+                let m = hard_mask(shape);
+                let (m1, m2) = (m.clone(), m.clone());
+                check_family(
+                    &Case::normal(1, shape, 20 + k as u64),
+                    move |x| masked_mean(&x[0], &x[0].tape().constant(m1.clone()), &o),
+                    move |x| masked_mean_naive(&x[0], &x[0].tape().constant(m2.clone()), &o),
+                );
+                // and the mask's own gradient against the twin's
+                let v = Tensor::randn(shape.to_vec(), 0.0, 1.0, 30 + k as u64).unwrap();
+                check_twins(
+                    &Case::new(vec![v, m]),
+                    |x| masked_mean(&x[0], &x[1], &o),
+                    |x| masked_mean_naive(&x[0], &x[1], &o),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn all_masked_is_zero_with_zero_gradients() {
+        for o in all_options() {
+            let v = Tensor::randn([3, 4], 0.0, 1.0, 5).unwrap();
+            let m = Tensor::zeros([3, 4]);
+            let case = Case::new(vec![v, m]);
+            for f in [masked_mean::<f64>, masked_mean_naive::<f64>] {
+                let (out, grads) = value_and_grads(&|x| f(&x[0], &x[1], &o), &case.inputs, 1);
+                assert_eq!(out.item().unwrap(), 0.0);
+                for g in grads {
+                    assert!(g.as_slice().iter().all(|&x| x == 0.0), "{o:?}: {g:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn masked_non_finite_values_are_ignored() {
+        let tape = Tape::<f32>::new();
+        let v =
+            tape.leaf(Tensor::from_vec(vec![1.0, f32::INFINITY, 3.0, f32::NAN], [2, 2]).unwrap());
+        let m = tape.leaf(Tensor::from_vec(vec![1.0, 0.0, 1.0, 0.0], [2, 2]).unwrap());
+        for per_row in [false, true] {
+            let o = MaskedMeanOptions { eps: 0.0, per_row };
+            let loss = masked_mean(&v, &m, &o).unwrap();
+            assert_eq!(loss.item().unwrap(), 2.0);
+            let g = loss.backward().unwrap();
+            assert_eq!(g.get(&v).unwrap().to_vec(), vec![0.5, 0.0, 0.5, 0.0]);
+        }
+    }
+
+    #[test]
+    fn registry_accepts_an_integer_mask() {
+        use crate::registry::{build, Call, Flavor, InputValue};
+        let mut call = Call {
+            op: "masked_mean".into(),
+            ..Default::default()
+        };
+        let v = Tensor::from_vec(vec![1.0, 2.0, 6.0], [3]).unwrap();
+        let m = Tensor::from_vec(vec![1i64, 0, 1], [3]).unwrap();
+        call.inputs.insert("values".into(), InputValue::Real(v));
+        call.inputs.insert("mask".into(), InputValue::Int(m));
+        for flavor in [Flavor::Fused, Flavor::Naive] {
+            let tape = Tape::<f64>::new();
+            let built = build(&tape, &call, flavor).unwrap();
+            assert_eq!(built.output.item().unwrap(), 3.5);
+        }
+    }
+
+    #[test]
+    fn errors() {
+        let tape = Tape::<f64>::new();
+        let v = tape.leaf(Tensor::zeros([2, 3]));
+        let kind = |r: Result<Var<f64>>| r.err().unwrap().kind();
+        let o = MaskedMeanOptions::default();
+        for f in [masked_mean::<f64>, masked_mean_naive::<f64>] {
+            let wide = tape.leaf(Tensor::ones([2, 4]));
+            assert_eq!(kind(f(&v, &wide, &o)), ErrorKind::ShapeMismatch);
+            for bad in [2.0, -0.5, 1.0 + 1e-9] {
+                let m = tape
+                    .leaf(Tensor::from_vec(vec![1.0, 0.0, bad, 1.0, 1.0, 0.0], [2, 3]).unwrap());
+                assert_eq!(kind(f(&v, &m, &o)), ErrorKind::InvalidValue);
+            }
+            let ones = tape.leaf(Tensor::ones([2, 3]));
+            for eps in [-1e-3, f64::NAN, f64::INFINITY] {
+                let o = MaskedMeanOptions { eps, ..o };
+                assert_eq!(kind(f(&v, &ones, &o)), ErrorKind::InvalidOption);
+            }
+        }
+    }
+}
