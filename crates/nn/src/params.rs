@@ -312,6 +312,22 @@ pub struct ParamGrads<T: Float> {
 }
 
 impl<T: Float> ParamGrads<T> {
+    /// Gradients computed some other way (accumulated over micro-batches,
+    /// averaged across workers…), one slot per parameter of `params` in its
+    /// order; `None` skips a parameter.
+    ///
+    /// # Errors
+    /// `InvalidOption` for a slot count other than `params.len()`;
+    /// `ShapeMismatch` for a gradient whose shape is not its parameter's.
+    pub fn new(params: &ParamStore<T>, grads: Vec<Option<Tensor<T>>>) -> Result<Self> {
+        let g = ParamGrads {
+            store: params.tag(),
+            grads,
+        };
+        g.check_fits("ParamGrads::new", params)?;
+        Ok(g)
+    }
+
     /// The gradient of parameter `id` (None if absent or from another store).
     pub fn get(&self, id: ParamId) -> Option<&Tensor<T>> {
         if id.store != self.store {
@@ -363,7 +379,7 @@ impl<T: Float> ParamGrads<T> {
             return Err(option_err(
                 op,
                 format!(
-                    "{} gradients for {} parameters (parameters were added after bind())",
+                    "{} gradient slots for {} parameters",
                     self.grads.len(),
                     params.len()
                 ),
