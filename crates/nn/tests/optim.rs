@@ -406,3 +406,147 @@ fn steps_update_in_place_without_a_copy() {
     }
     assert_eq!(params.value(w).unwrap().as_slice().as_ptr(), before);
 }
+
+// ---- gradient clipping -------------------------------------------------------
+
+mod clip {
+    use super::*;
+    use lossgraph_nn::clip_grad_norm;
+
+    fn grads(params: &ParamStore<f64>) -> ParamGrads<f64> {
+        // norm √(3² + 4² + 12²) = 13 over two tensors, one parameter without gradient
+        ParamGrads::new(
+            params,
+            vec![
+                Some(Tensor::from_slice(&[3.0, 4.0])),
+                None,
+                Some(Tensor::from_slice(&[12.0])),
+            ],
+        )
+        .unwrap()
+    }
+    fn params() -> ParamStore<f64> {
+        let mut p = ParamStore::new();
+        p.add("a", Tensor::zeros([2])).unwrap();
+        p.add("b", Tensor::zeros([5])).unwrap();
+        p.add("c", Tensor::zeros([1])).unwrap();
+        p
+    }
+
+    #[test]
+    fn clips_to_max_norm_and_returns_the_norm_before() {
+        let p = params();
+        let mut g = grads(&p);
+        let norm = clip_grad_norm(&mut g, 6.5).unwrap();
+        assert_eq!(norm, 13.0);
+        // PyTorch's factor: 6.5/(13 + 1e-6)
+        let c = 6.5 / (13.0 + 1e-6);
+        let got: Vec<Vec<f64>> = g.iter().flatten().map(|t| t.to_vec()).collect();
+        assert_eq!(got, vec![vec![3.0 * c, 4.0 * c], vec![12.0 * c]]);
+        assert!((g.global_norm() - 6.5).abs() < 1e-6);
+        assert!(g.iter().nth(1).unwrap().is_none());
+    }
+
+    #[test]
+    fn leaves_small_gradients_alone() {
+        let p = params();
+        let mut g = grads(&p);
+        assert_eq!(clip_grad_norm(&mut g, 13.0).unwrap(), 13.0); // 13/(13+1e-6) < 1 clips a hair
+        let mut g = grads(&p);
+        assert_eq!(clip_grad_norm(&mut g, 20.0).unwrap(), 13.0);
+        let got: Vec<Vec<f64>> = g.iter().flatten().map(|t| t.to_vec()).collect();
+        assert_eq!(got, vec![vec![3.0, 4.0], vec![12.0]]);
+    }
+
+    #[test]
+    fn zero_max_norm_zeroes_and_bad_max_norm_is_an_error() {
+        let p = params();
+        let mut g = grads(&p);
+        clip_grad_norm(&mut g, 0.0).unwrap();
+        assert_eq!(g.global_norm(), 0.0);
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            let e = clip_grad_norm(&mut grads(&p), bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidOption);
+        }
+    }
+
+    #[test]
+    fn non_finite_norm_is_reported() {
+        let p = params();
+        let mut g = ParamGrads::new(
+            &p,
+            vec![Some(Tensor::from_slice(&[f64::NAN, 1.0])), None, None],
+        )
+        .unwrap();
+        assert!(clip_grad_norm(&mut g, 1.0).unwrap().is_nan());
+    }
+}
+
+// ---- cosine schedule -----------------------------------------------------------
+
+mod schedule {
+    use super::*;
+    use lossgraph_nn::CosineSchedule;
+
+    #[test]
+    fn warmup_mid_and_end() {
+        let s = CosineSchedule::new(0.1, 0.001, 100, 1100).unwrap();
+        assert_eq!(s.lr(0), 0.0);
+        assert!((s.lr(25) - 0.025).abs() < 1e-15);
+        assert!((s.lr(99) - 0.099).abs() < 1e-15);
+        assert_eq!(s.lr(100), 0.1);
+        // half-way through the decay: the mean of base and min
+        assert!((s.lr(600) - 0.0505).abs() < 1e-15);
+        // a quarter of the way: min + (base − min)·½(1 + cos(π/4))
+        let q = 0.001 + 0.099 * 0.5 * (1.0 + std::f64::consts::FRAC_PI_4.cos());
+        assert!((s.lr(350) - q).abs() < 1e-15);
+        assert!(s.lr(1099) > 0.001 && s.lr(1099) < 0.0011);
+        assert_eq!(s.lr(1100), 0.001);
+        assert_eq!(s.lr(usize::MAX), 0.001);
+        // monotone: up in warm-up, down after
+        assert!((1..100).all(|i| s.lr(i) > s.lr(i - 1)));
+        assert!((101..1100).all(|i| s.lr(i) <= s.lr(i - 1)));
+    }
+
+    #[test]
+    fn no_warmup_and_degenerate_schedules() {
+        let s = CosineSchedule::new(1.0, 0.0, 0, 10).unwrap();
+        assert_eq!(s.lr(0), 1.0);
+        assert!((s.lr(5) - 0.5).abs() < 1e-15);
+        let s = CosineSchedule::new(1.0, 0.0, 0, 0).unwrap();
+        assert_eq!(s.lr(0), 0.0);
+        let s = CosineSchedule::new(1.0, 0.5, 4, 4).unwrap();
+        assert_eq!((s.lr(2), s.lr(4)), (0.5, 0.5));
+        // an unvalidated literal never panics
+        let s = CosineSchedule {
+            base_lr: 1.0,
+            min_lr: 0.0,
+            warmup_steps: 10,
+            total_steps: 5,
+        };
+        assert!((0..20).all(|i| s.lr(i).is_finite()));
+    }
+
+    #[test]
+    fn invalid_schedules_are_errors() {
+        for (b, m, w, t) in [
+            (0.1, 0.2, 0, 10),
+            (-1.0, -2.0, 0, 10),
+            (f64::NAN, 0.0, 0, 1),
+            (0.1, 0.0, 11, 10),
+        ] {
+            let e = CosineSchedule::new(b, m, w, t).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidOption);
+        }
+    }
+
+    #[test]
+    fn drives_an_optimizer() {
+        let s = CosineSchedule::new(0.1, 0.0, 2, 10).unwrap();
+        let mut opt = Sgd::<f32>::new(SgdOptions::default()).unwrap();
+        for step in 0..12 {
+            opt.set_lr(s.lr(step)).unwrap();
+            assert_eq!(opt.lr(), s.lr(step));
+        }
+    }
+}
