@@ -30,19 +30,45 @@ pub enum FanMode {
 /// An initialisation scheme for a parameter tensor.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Init {
-    /// Xavier/Glorot uniform with a gain.
-    XavierUniform { gain: f64 },
-    /// Xavier/Glorot normal with a gain.
-    XavierNormal { gain: f64 },
-    /// Kaiming/He uniform with a gain and a fan mode.
-    KaimingUniform { gain: f64, mode: FanMode },
-    /// Kaiming/He normal with a gain and a fan mode.
-    KaimingNormal { gain: f64, mode: FanMode },
+    /// Xavier/Glorot uniform.
+    XavierUniform {
+        /// Scale factor, see [`gain`].
+        gain: f64,
+    },
+    /// Xavier/Glorot normal.
+    XavierNormal {
+        /// Scale factor, see [`gain`].
+        gain: f64,
+    },
+    /// Kaiming/He uniform.
+    KaimingUniform {
+        /// Scale factor, see [`gain`].
+        gain: f64,
+        /// Which fan to normalise by.
+        mode: FanMode,
+    },
+    /// Kaiming/He normal.
+    KaimingNormal {
+        /// Scale factor, see [`gain`].
+        gain: f64,
+        /// Which fan to normalise by.
+        mode: FanMode,
+    },
     /// `U(low, high)`.
-    Uniform { low: f64, high: f64 },
+    Uniform {
+        /// Inclusive lower bound.
+        low: f64,
+        /// Exclusive upper bound.
+        high: f64,
+    },
     /// `N(mean, std²)`.
-    Normal { mean: f64, std: f64 },
-    /// Every element `c`.
+    Normal {
+        /// Mean.
+        mean: f64,
+        /// Standard deviation (≥ 0).
+        std: f64,
+    },
+    /// Every element the given constant.
     Constant(f64),
 }
 

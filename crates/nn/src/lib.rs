@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! # lossgraph-nn
 //!
 //! A small neural-network layer over the lossgraph tape:

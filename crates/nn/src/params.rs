@@ -58,6 +58,11 @@ impl ParamId {
 
 /// The parameters of a model: named tensors in registration order.
 ///
+/// Each store has its own identity: a [`ParamId`] (and so a layer) built on
+/// one store is an error with another. A `clone` keeps the identity — it is
+/// a snapshot the same layers and optimizer work with (restore it with
+/// `params = snapshot.clone()`); cloning copies no data.
+///
 /// ```
 /// use lossgraph_nn::ParamStore;
 /// use lossgraph_tensor::Tensor;
@@ -216,8 +221,9 @@ impl<T: Float> ParamStore<T> {
     /// parameters without copying them.
     ///
     /// # Errors
-    /// Whatever `f` returns; [`Error::NotScalar`] when the loss has more than
-    /// one element; errors of the backward pass.
+    /// Whatever `f` returns; [`Error::TapeMismatch`] when the loss is not on
+    /// the bound tape; [`Error::NotScalar`] when it has more than one
+    /// element; errors of the backward pass.
     pub fn value_and_grad(
         &self,
         f: impl FnOnce(&Bound<T>) -> Result<Var<T>>,
@@ -225,8 +231,14 @@ impl<T: Float> ParamStore<T> {
         let tape = Tape::new();
         let bound = self.bind(&tape);
         let loss = f(&bound)?;
-        let value = loss.item()?;
+        if !loss.tape().same(&tape) {
+            // its gradients would all be None: fail rather than train on nothing
+            return Err(Error::TapeMismatch {
+                op: "ParamStore::value_and_grad".into(),
+            });
+        }
         let grads = bound.grads(loss.backward()?);
+        let value = loss.item()?;
         Ok((value, grads))
     }
 

@@ -456,3 +456,24 @@ fn minibatch_regression_with_schedule_clipping_and_checkpoint() {
     let snapshot = params.clone();
     assert_eq!(eval(&mlp, &snapshot).1, pred);
 }
+
+#[test]
+fn value_and_grad_refuses_a_loss_on_another_tape() {
+    let mut params = ParamStore::<f64>::new();
+    params.add("w", Tensor::ones([2])).unwrap();
+    let other = Tape::new();
+    let e = params
+        .value_and_grad(|_| other.leaf(Tensor::ones([1])).sum_all())
+        .unwrap_err();
+    assert!(
+        matches!(e, lossgraph_autodiff::Error::TapeMismatch { .. }),
+        "{e}"
+    );
+    let e = params
+        .value_and_grad(|b| Ok(b.vars()[0].clone()))
+        .unwrap_err();
+    assert!(
+        matches!(e, lossgraph_autodiff::Error::NotScalar { .. }),
+        "{e}"
+    );
+}
