@@ -41,7 +41,13 @@ fn validate<T: Float>(
     o: &ContrastiveOptions,
 ) -> Result<Shape> {
     no_batchmean(OP, o.reduction)?;
-    check_option(OP, "margin", o.margin, o.margin.is_finite(), "finite values")?;
+    check_option(
+        OP,
+        "margin",
+        o.margin,
+        o.margin.is_finite(),
+        "finite values",
+    )?;
     let (du, dv, ds) = (u.dims(), v.dims(), similar.dims());
     if du != dv || du.is_empty() || ds[..] != du[..du.len() - 1] {
         return Err(Error::shape(
@@ -117,7 +123,11 @@ impl<T: Float> CustomOp<T> for Contrastive<T> {
             };
             let c = g * (two * s - push);
             let rows = i * d..(i + 1) * d;
-            for ((o, &a), &b) in du[rows.clone()].iter_mut().zip(&u[rows.clone()]).zip(&v[rows]) {
+            for ((o, &a), &b) in du[rows.clone()]
+                .iter_mut()
+                .zip(&u[rows.clone()])
+                .zip(&v[rows])
+            {
                 *o = c * (a - b);
             }
         }
@@ -220,7 +230,9 @@ mod tests {
                 u[i * d] += 0.3;
             }
         }
-        let s: Vec<f64> = (0..n).map(|i| ((i * 7 + 3) % 3 == 0) as u8 as f64).collect();
+        let s: Vec<f64> = (0..n)
+            .map(|i| ((i * 7 + 3) % 3 == 0) as u8 as f64)
+            .collect();
         Case::new(vec![
             Tensor::from_vec(u, shape.to_vec()).unwrap(),
             c.inputs[1].clone(),
@@ -285,12 +297,18 @@ mod tests {
         let kind = |r: Result<Var<f64>>| r.unwrap_err().kind();
         assert_eq!(kind(contrastive(&u, &v, &s, &o)), ErrorKind::ShapeMismatch);
         assert_eq!(kind(contrastive(&u, &u, &s4, &o)), ErrorKind::ShapeMismatch);
-        assert_eq!(kind(contrastive(&u, &u, &half, &o)), ErrorKind::InvalidTarget);
+        assert_eq!(
+            kind(contrastive(&u, &u, &half, &o)),
+            ErrorKind::InvalidTarget
+        );
         let bad = ContrastiveOptions {
             margin: f64::NAN,
             ..o.clone()
         };
-        assert_eq!(kind(contrastive(&u, &u, &s, &bad)), ErrorKind::InvalidOption);
+        assert_eq!(
+            kind(contrastive(&u, &u, &s, &bad)),
+            ErrorKind::InvalidOption
+        );
         let bm = ContrastiveOptions {
             reduction: Reduction::BatchMean,
             ..o

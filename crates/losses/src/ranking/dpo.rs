@@ -89,7 +89,13 @@ fn check_options(o: &DpoOptions) -> Result<()> {
         "(0, ∞)",
     )?;
     let e = o.label_smoothing;
-    check_option("dpo", "label_smoothing", e, (0.0..=1.0).contains(&e), "[0, 1]")
+    check_option(
+        "dpo",
+        "label_smoothing",
+        e,
+        (0.0..=1.0).contains(&e),
+        "[0, 1]",
+    )
 }
 
 /// DPO loss of the margin `h = (pc − rc) − (pr − rr)`, reduced; the variant
@@ -212,10 +218,11 @@ mod tests {
             .iter()
             .map(|t| t.as_slice().iter().map(|v| 3.0 * v - 20.0).collect())
             .collect();
-        for i in 0..n {
-            let h = (x[0][i] - x[2][i]) - (x[1][i] - x[3][i]);
+        let (pc, rest) = x.split_first_mut().unwrap();
+        for (i, pc) in pc.iter_mut().enumerate() {
+            let h = (*pc - rest[1][i]) - (rest[0][i] - rest[2][i]);
             if (1.0 - beta * h).abs() < 0.05 {
-                x[0][i] += 1.0;
+                *pc += 1.0;
             }
         }
         Case::new(

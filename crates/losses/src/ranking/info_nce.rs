@@ -289,7 +289,9 @@ pub fn info_nce_naive<T: Float>(
     let ce = |s: &Var<T>| s.log_softmax()?.gather(1, &diag)?.reshape([n])?.neg();
     let mut loss = ce(&s)?;
     if opts.symmetric {
-        loss = loss.add(&ce(&s.transpose(0, 1)?)?)?.mul_scalar(T::of(0.5))?;
+        loss = loss
+            .add(&ce(&s.transpose(0, 1)?)?)?
+            .mul_scalar(T::of(0.5))?;
     }
     reduce_naive(loss, opts.reduction)
 }
@@ -348,7 +350,10 @@ mod tests {
         let g = loss.backward().unwrap();
         assert!(g.get(&q).unwrap().all_finite() && g.get(&k).unwrap().all_finite());
         let got = loss.item().unwrap() as f64;
-        assert!((got - want).abs() <= 1e-3 * (1.0 + want.abs()), "{got} vs {want}");
+        assert!(
+            (got - want).abs() <= 1e-3 * (1.0 + want.abs()),
+            "{got} vs {want}"
+        );
     }
 
     #[test]

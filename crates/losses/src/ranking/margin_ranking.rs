@@ -39,7 +39,13 @@ fn validate<T: Float>(
 ) -> Result<()> {
     const OP: &str = "margin_ranking";
     no_batchmean(OP, o.reduction)?;
-    crate::common::check_option(OP, "margin", o.margin, o.margin.is_finite(), "finite values")?;
+    crate::common::check_option(
+        OP,
+        "margin",
+        o.margin,
+        o.margin.is_finite(),
+        "finite values",
+    )?;
     same_shape(OP, &a.shape(), &b.shape(), "a and b")?;
     same_shape(OP, &a.shape(), &target.shape(), "a and target")?;
     let t = target.value();
@@ -133,7 +139,9 @@ mod tests {
     /// finite differences off the corner.
     fn case(n: usize, seed: u64) -> Case {
         let c = Case::normal(2, &[n], seed);
-        let y: Vec<f64> = (0..n).map(|i| if i % 3 == 0 { -1.0 } else { 1.0 }).collect();
+        let y: Vec<f64> = (0..n)
+            .map(|i| if i % 3 == 0 { -1.0 } else { 1.0 })
+            .collect();
         let (mut a, b) = (c.inputs[0].to_vec(), c.inputs[1].as_slice());
         for i in 0..n {
             let x = 0.3 - y[i] * (a[i] - b[i]);
@@ -210,7 +218,10 @@ mod tests {
         let short = tape.leaf(Tensor::zeros([2]));
         let o = MarginRankingOptions::default();
         let kind = |r: Result<Var<f64>>| r.unwrap_err().kind();
-        assert_eq!(kind(margin_ranking(&a, &a, &y, &o)), ErrorKind::InvalidTarget);
+        assert_eq!(
+            kind(margin_ranking(&a, &a, &y, &o)),
+            ErrorKind::InvalidTarget
+        );
         assert_eq!(
             kind(margin_ranking(&a, &short, &ok, &o)),
             ErrorKind::ShapeMismatch
@@ -223,12 +234,18 @@ mod tests {
             margin: f64::NAN,
             ..o.clone()
         };
-        assert_eq!(kind(margin_ranking(&a, &a, &ok, &bad)), ErrorKind::InvalidOption);
+        assert_eq!(
+            kind(margin_ranking(&a, &a, &ok, &bad)),
+            ErrorKind::InvalidOption
+        );
         let bm = MarginRankingOptions {
             reduction: Reduction::BatchMean,
             ..o
         };
-        assert_eq!(kind(margin_ranking(&a, &a, &ok, &bm)), ErrorKind::InvalidOption);
+        assert_eq!(
+            kind(margin_ranking(&a, &a, &ok, &bm)),
+            ErrorKind::InvalidOption
+        );
         assert_eq!(tape.len(), 4, "errors record nothing");
     }
 }

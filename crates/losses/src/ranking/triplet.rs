@@ -39,7 +39,13 @@ impl Default for TripletOptions {
 
 fn validate<T: Float>(a: &Var<T>, p: &Var<T>, n: &Var<T>, o: &TripletOptions) -> Result<()> {
     no_batchmean(OP, o.reduction)?;
-    check_option(OP, "margin", o.margin, o.margin.is_finite(), "finite values")?;
+    check_option(
+        OP,
+        "margin",
+        o.margin,
+        o.margin.is_finite(),
+        "finite values",
+    )?;
     let (da, dp, dn) = (a.dims(), p.dims(), n.dims());
     if da != dp || da != dn || da.is_empty() {
         return Err(Error::shape(
@@ -66,7 +72,11 @@ impl<T: Float> Triplet<T> {
             x.iter().zip(y).map(|(&a, &b)| (a - b) * (a - b)).sum()
         } else {
             let e = T::of(EPS);
-            let s: T = x.iter().zip(y).map(|(&a, &b)| (a - b + e) * (a - b + e)).sum();
+            let s: T = x
+                .iter()
+                .zip(y)
+                .map(|(&a, &b)| (a - b + e) * (a - b + e))
+                .sum();
             s.sqrt()
         }
     }
@@ -136,7 +146,8 @@ impl<T: Float> CustomOp<T> for Triplet<T> {
             }
         }
         let shape = cx.inputs[0].shape();
-        let wrap = |need: bool, v: Vec<T>| need.then(|| Tensor::from_vec(v, shape.clone())).transpose();
+        let wrap =
+            |need: bool, v: Vec<T>| need.then(|| Tensor::from_vec(v, shape.clone())).transpose();
         Ok(vec![
             wrap(cx.needs_grad[0], ga)?,
             wrap(cx.needs_grad[1], gp)?,
@@ -183,7 +194,10 @@ pub fn triplet<T: Float>(
         squared: opts.squared,
         reduction: opts.reduction,
     };
-    anchor.tape().clone().apply(op, &[anchor, positive, negative])
+    anchor
+        .tape()
+        .clone()
+        .apply(op, &[anchor, positive, negative])
 }
 
 /// The naive twin of [`triplet`], from primitive ops: `sum(square(a − p))` (or
