@@ -451,6 +451,32 @@ mod tests {
         }
     }
 
+    /// No rows, no width, or no classes (with every row ignored) never panic.
+    #[test]
+    fn empty_inputs() {
+        for (n, h, v) in [(0, 3, 4), (3, 0, 4), (2, 3, 0)] {
+            for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+                let tape = Tape::<f64>::new();
+                let hidden = tape.leaf(Tensor::zeros([n, h]));
+                let weight = tape.leaf(Tensor::zeros([v, h]));
+                let bias = tape.leaf(Tensor::zeros([v]));
+                let ids = (0..n).map(|i| if v == 0 { -100 } else { i as i64 % 4 });
+                let t = Tensor::from_vec(ids.collect(), [n]).unwrap();
+                let o = LinearCrossEntropyOptions {
+                    reduction,
+                    chunk: 2,
+                    ..Default::default()
+                };
+                let out = linear_cross_entropy(&hidden, &weight, Some(&bias), &t, &o).unwrap();
+                let g = out.backward_with(Tensor::ones(out.shape())).unwrap();
+                assert!(out.value().all_finite());
+                assert!(
+                    g.get_or_zeros(&hidden).all_finite() && g.get_or_zeros(&weight).all_finite()
+                );
+            }
+        }
+    }
+
     /// Logits of ±1e4 in f32 stay finite and match f64.
     #[test]
     fn f32_large_logits_stay_finite() {

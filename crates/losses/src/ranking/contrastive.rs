@@ -10,7 +10,7 @@
 
 use crate::common::{check_option, no_batchmean, reduce, reduce_naive, Reduction, Upstream};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
-use lossgraph_tensor::{Error, Float, Shape, Tensor};
+use lossgraph_tensor::{Error, Float, Tensor};
 
 const OP: &str = "contrastive";
 
@@ -33,13 +33,13 @@ impl Default for ContrastiveOptions {
 }
 
 /// Check options, shapes (`u`, `v` of `[..., D]`, `similar` of `[...]`) and
-/// labels (each 0 or 1; NaN passes through). Returns the per-pair shape.
+/// labels (each 0 or 1; NaN passes through).
 fn validate<T: Float>(
     u: &Var<T>,
     v: &Var<T>,
     similar: &Var<T>,
     o: &ContrastiveOptions,
-) -> Result<Shape> {
+) -> Result<()> {
     no_batchmean(OP, o.reduction)?;
     check_option(
         OP,
@@ -57,16 +57,7 @@ fn validate<T: Float>(
         )
         .into());
     }
-    let s = similar.value();
-    if let Some((i, y)) = s
-        .as_slice()
-        .iter()
-        .enumerate()
-        .find(|(_, &y)| !y.is_nan() && y != T::zero() && y != T::one())
-    {
-        return Err(Error::target(OP, format!("similar[{i}] = {y} is not 0 or 1")).into());
-    }
-    Ok(similar.shape())
+    super::check_labels(OP, "similar", &similar.value(), [0.0, 1.0])
 }
 
 /// The fused op; saves the squared distance of each pair.

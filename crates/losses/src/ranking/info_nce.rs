@@ -95,7 +95,7 @@ fn normalize_backward<T: Float>(xhat: &Tensor<T>, norms: &[T], g: &Tensor<T>) ->
 /// log-sum-exp of every column of a row-major `[n, n]` matrix.
 fn column_lse<T: Float>(s: &[T], n: usize) -> Vec<T> {
     let mut m = vec![T::neg_infinity(); n];
-    for row in s.chunks(n) {
+    for row in s.chunks(n.max(1)) {
         for (m, &x) in m.iter_mut().zip(row) {
             if x > *m || x.is_nan() {
                 *m = x;
@@ -103,7 +103,7 @@ fn column_lse<T: Float>(s: &[T], n: usize) -> Vec<T> {
         }
     }
     let mut sum = vec![T::zero(); n];
-    for row in s.chunks(n) {
+    for row in s.chunks(n.max(1)) {
         for ((acc, &m), &x) in sum.iter_mut().zip(&m).zip(row) {
             *acc += (x - m).exp();
         }

@@ -9,7 +9,7 @@
 use super::pointwise::Pointwise;
 use crate::common::{no_batchmean, reduce_naive, same_shape, Reduction};
 use lossgraph_autodiff::{Result, Var};
-use lossgraph_tensor::{Error, Float};
+use lossgraph_tensor::Float;
 
 /// Options of [`margin_ranking`].
 #[derive(Debug, Clone, PartialEq)]
@@ -48,16 +48,7 @@ fn validate<T: Float>(
     )?;
     same_shape(OP, &a.shape(), &b.shape(), "a and b")?;
     same_shape(OP, &a.shape(), &target.shape(), "a and target")?;
-    let t = target.value();
-    if let Some((i, y)) = t
-        .as_slice()
-        .iter()
-        .enumerate()
-        .find(|(_, &y)| !y.is_nan() && y != T::one() && y != -T::one())
-    {
-        return Err(Error::target(OP, format!("target[{i}] = {y} is not -1 or +1")).into());
-    }
-    Ok(())
+    super::check_labels(OP, "target", &target.value(), [-1.0, 1.0])
 }
 
 /// Margin ranking loss `max(0, margin − y(a − b))`, reduced; PyTorch's

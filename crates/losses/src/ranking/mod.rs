@@ -21,7 +21,26 @@ pub use triplet::{triplet, TripletOptions};
 
 use crate::registry::{Args, Flavor};
 use lossgraph_autodiff::{Result, Var};
-use lossgraph_tensor::Float;
+use lossgraph_tensor::{Error, Float, Tensor};
+
+/// `InvalidTarget` unless every element of the label tensor `t` is one of
+/// `set` (NaN passes through, as non-finite inputs do).
+fn check_labels<T: Float>(op: &str, what: &str, t: &Tensor<T>, set: [f64; 2]) -> Result<()> {
+    let set = set.map(T::of);
+    if let Some((i, y)) = t
+        .as_slice()
+        .iter()
+        .enumerate()
+        .find(|(_, y)| !y.is_nan() && !set.contains(y))
+    {
+        return Err(Error::target(
+            op,
+            format!("{what}[{i}] = {y} is not {} or {}", set[0], set[1]),
+        )
+        .into());
+    }
+    Ok(())
+}
 
 /// Naive twins of this family.
 pub mod naive {
@@ -123,5 +142,106 @@ fn build_dpo<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> {
     match flavor {
         Flavor::Fused => dpo(&pc, &pr, &rc, &rr, &o),
         Flavor::Naive => naive::dpo(&pc, &pr, &rc, &rr, &o),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::Reduction;
+    use lossgraph_autodiff::Tape;
+
+    /// Empty batches (and empty embeddings) never panic: `mean` is 0,
+    /// `none` is empty, and every gradient is zero-sized or zero.
+    #[test]
+    fn empty_inputs() {
+        for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+            for (n, d) in [(0, 3), (3, 0), (0, 0)] {
+                let tape = Tape::<f64>::new();
+                let x = || tape.leaf(Tensor::zeros([n, d]));
+                let s = tape.leaf(Tensor::zeros([n]));
+                let (a, b, c) = (x(), x(), x());
+                let outs = vec![
+                    contrastive(
+                        &a,
+                        &b,
+                        &s,
+                        &ContrastiveOptions {
+                            reduction,
+                            ..Default::default()
+                        },
+                    ),
+                    triplet(
+                        &a,
+                        &b,
+                        &c,
+                        &TripletOptions {
+                            reduction,
+                            ..Default::default()
+                        },
+                    ),
+                    triplet(
+                        &a,
+                        &b,
+                        &c,
+                        &TripletOptions {
+                            reduction,
+                            squared: false,
+                            ..Default::default()
+                        },
+                    ),
+                    info_nce(
+                        &a,
+                        &b,
+                        &InfoNceOptions {
+                            reduction,
+                            ..Default::default()
+                        },
+                    ),
+                    info_nce(
+                        &a,
+                        &b,
+                        &InfoNceOptions {
+                            reduction,
+                            symmetric: true,
+                            ..Default::default()
+                        },
+                    ),
+                    margin_ranking(
+                        &s,
+                        &s,
+                        &s.add_scalar(1.0).unwrap(),
+                        &MarginRankingOptions {
+                            reduction,
+                            ..Default::default()
+                        },
+                    ),
+                    bradley_terry(
+                        &s,
+                        &s,
+                        &BradleyTerryOptions {
+                            reduction,
+                            ..Default::default()
+                        },
+                    ),
+                    dpo(
+                        &s,
+                        &s,
+                        &s,
+                        &s,
+                        &DpoOptions {
+                            reduction,
+                            ..Default::default()
+                        },
+                    ),
+                ];
+                for out in outs {
+                    let out = out.unwrap();
+                    let g = out.backward_with(Tensor::ones(out.shape())).unwrap();
+                    assert!(out.value().all_finite(), "{n}x{d} {reduction:?}");
+                    assert!(g.get_or_zeros(&a).all_finite() && g.get_or_zeros(&s).all_finite());
+                }
+            }
+        }
     }
 }
