@@ -1,0 +1,324 @@
+//! Triplet loss: an anchor should be closer to its positive than to its
+//! negative by a margin, `ℓ = max(0, d(a, p) − d(a, n) + m)`.
+//!
+//! Two distances: `squared` (the default) uses `‖a − p‖²`, a smooth quadratic;
+//! otherwise `‖a − p + ε‖₂` with `ε = 1e-6` added to every component of the
+//! difference, exactly as PyTorch's `F.triplet_margin_loss` (through
+//! `F.pairwise_distance`) does, so the results match it. Triplets that already
+//! satisfy the margin give no gradient, which is why mining useful (hard but
+//! correct) negatives decides how well it trains.
+
+use crate::common::{check_option, no_batchmean, reduce, reduce_naive, Reduction, Upstream};
+use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
+use lossgraph_tensor::{Error, Float, Tensor};
+
+const OP: &str = "triplet";
+/// PyTorch's `pairwise_distance` eps, added to each difference.
+const EPS: f64 = 1e-6;
+
+/// Options of [`triplet`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TripletOptions {
+    /// How triplets are combined (default `mean`).
+    pub reduction: Reduction,
+    /// The lead the negative's distance must have (default 1.0).
+    pub margin: f64,
+    /// Squared distances (default true); false gives PyTorch's Euclidean form.
+    pub squared: bool,
+}
+
+impl Default for TripletOptions {
+    fn default() -> Self {
+        TripletOptions {
+            reduction: Reduction::Mean,
+            margin: 1.0,
+            squared: true,
+        }
+    }
+}
+
+fn validate<T: Float>(a: &Var<T>, p: &Var<T>, n: &Var<T>, o: &TripletOptions) -> Result<()> {
+    no_batchmean(OP, o.reduction)?;
+    check_option(
+        OP,
+        "margin",
+        o.margin,
+        o.margin.is_finite(),
+        "finite values",
+    )?;
+    let (da, dp, dn) = (a.dims(), p.dims(), n.dims());
+    if da != dp || da != dn || da.is_empty() {
+        return Err(Error::shape(
+            OP,
+            &[&da, &dp, &dn],
+            "anchor, positive and negative must be [..., D] alike",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The fused op; saves the two distances of each triplet.
+struct Triplet<T> {
+    margin: T,
+    squared: bool,
+    reduction: Reduction,
+}
+
+impl<T: Float> Triplet<T> {
+    /// The distance between two rows: `‖x − y‖²` or `‖x − y + ε‖`.
+    fn dist(&self, x: &[T], y: &[T]) -> T {
+        if self.squared {
+            x.iter().zip(y).map(|(&a, &b)| (a - b) * (a - b)).sum()
+        } else {
+            let e = T::of(EPS);
+            let s: T = x
+                .iter()
+                .zip(y)
+                .map(|(&a, &b)| (a - b + e) * (a - b + e))
+                .sum();
+            s.sqrt()
+        }
+    }
+    /// Whether the hinge passes the gradient at `x = d⁺ − d⁻ + m`: strictly
+    /// inside for the squared form (no PyTorch twin: subgradient 0), and at the
+    /// corner too for the Euclidean form (PyTorch's `clamp_min`).
+    fn active(&self, x: T) -> bool {
+        if self.squared {
+            x > T::zero()
+        } else {
+            x >= T::zero()
+        }
+    }
+}
+
+impl<T: Float> CustomOp<T> for Triplet<T> {
+    type Saved = Vec<(T, T)>;
+    fn name(&self) -> &str {
+        OP
+    }
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Self::Saved)> {
+        let (a, p, n) = (x[0].as_slice(), x[1].as_slice(), x[2].as_slice());
+        let d = x[0].shape().last_dim();
+        let out_shape = x[0].shape().reduced(x[0].ndim() - 1, false);
+        let rows = out_shape.numel();
+        let mut loss = Vec::with_capacity(rows);
+        let mut saved = Vec::with_capacity(rows);
+        for i in 0..rows {
+            let r = i * d..(i + 1) * d;
+            let dp = self.dist(&a[r.clone()], &p[r.clone()]);
+            let dn = self.dist(&a[r.clone()], &n[r]);
+            loss.push((dp - dn + self.margin).max(T::zero()));
+            saved.push((dp, dn));
+        }
+        Ok((reduce(loss, out_shape, self.reduction, rows)?, saved))
+    }
+    fn backward(&self, cx: &BackwardCtx<'_, T, Self::Saved>) -> Result<Vec<Option<Tensor<T>>>> {
+        let (a, p, n) = (
+            cx.inputs[0].as_slice(),
+            cx.inputs[1].as_slice(),
+            cx.inputs[2].as_slice(),
+        );
+        let d = cx.inputs[0].shape().last_dim();
+        let up = Upstream::new(cx.grad_output, self.reduction, cx.saved.len());
+        let (two, e) = (T::of(2.0), T::of(EPS));
+        let mut ga = vec![T::zero(); a.len()];
+        let mut gp = vec![T::zero(); a.len()];
+        let mut gn = vec![T::zero(); a.len()];
+        for (i, &(dp, dn)) in cx.saved.iter().enumerate() {
+            if !self.active(dp - dn + self.margin) {
+                continue;
+            }
+            let g = up.at(i);
+            // ∂d/∂x for d(x, y): 2(x − y) squared, (x − y + ε)/d Euclidean (0 at d = 0)
+            let (cp, cn, shift) = if self.squared {
+                (g * two, g * two, T::zero())
+            } else {
+                let inv = |d: T| if d > T::zero() { g / d } else { T::zero() };
+                (inv(dp), inv(dn), e)
+            };
+            for j in i * d..(i + 1) * d {
+                let wp = cp * (a[j] - p[j] + shift);
+                let wn = cn * (a[j] - n[j] + shift);
+                ga[j] = wp - wn;
+                gp[j] = -wp;
+                gn[j] = wn;
+            }
+        }
+        let shape = cx.inputs[0].shape();
+        let wrap =
+            |need: bool, v: Vec<T>| need.then(|| Tensor::from_vec(v, shape.clone())).transpose();
+        Ok(vec![
+            wrap(cx.needs_grad[0], ga)?,
+            wrap(cx.needs_grad[1], gp)?,
+            wrap(cx.needs_grad[2], gn)?,
+        ])
+    }
+}
+
+/// Triplet margin loss `max(0, d(a, p) − d(a, n) + margin)` per row of
+/// `[..., D]` inputs, reduced; `"none"` gives `[...]`. With `squared = false`
+/// it is PyTorch's `F.triplet_margin_loss` (p = 2, eps = 1e-6, no swap).
+///
+/// Gradient where the hinge is active (strictly positive for `squared`, ≥ 0
+/// otherwise, as PyTorch's `clamp_min`), with `∇d(x, y)` the gradient of the
+/// distance in `x` — `2(x − y)` squared, `(x − y + ε)/‖x − y + ε‖` Euclidean
+/// (0 at distance 0): `∂ℓ/∂a = ∇d(a, p) − ∇d(a, n)`, `∂ℓ/∂p = −∇d(a, p)`,
+/// `∂ℓ/∂n = ∇d(a, n)`.
+///
+/// ```
+/// use lossgraph_autodiff::Tape;
+/// use lossgraph_losses::{triplet, TripletOptions};
+/// use lossgraph_tensor::Tensor;
+/// let tape = Tape::<f64>::new();
+/// let a = tape.leaf(Tensor::from_vec(vec![0.0, 0.0], [1, 2])?);
+/// let p = tape.leaf(Tensor::from_vec(vec![1.0, 0.0], [1, 2])?);
+/// let n = tape.leaf(Tensor::from_vec(vec![0.0, 1.0], [1, 2])?);
+/// let loss = triplet(&a, &p, &n, &TripletOptions::default())?;
+/// assert_eq!(loss.item()?, 1.0); // 1 − 1 + margin 1
+/// # Ok::<(), lossgraph_autodiff::Error>(())
+/// ```
+///
+/// # Errors
+/// `ShapeMismatch` unless all three are `[..., D]` of one shape;
+/// `InvalidOption` for a non-finite margin or `batchmean`.
+pub fn triplet<T: Float>(
+    anchor: &Var<T>,
+    positive: &Var<T>,
+    negative: &Var<T>,
+    opts: &TripletOptions,
+) -> Result<Var<T>> {
+    validate(anchor, positive, negative, opts)?;
+    let op = Triplet {
+        margin: T::of(opts.margin),
+        squared: opts.squared,
+        reduction: opts.reduction,
+    };
+    anchor
+        .tape()
+        .clone()
+        .apply(op, &[anchor, positive, negative])
+}
+
+/// The naive twin of [`triplet`], from primitive ops: `sum(square(a − p))` (or
+/// `sqrt` of it with `ε` added), then `relu` (squared) or `clamp(·, 0, ∞)`
+/// (Euclidean, PyTorch's corner rule).
+///
+/// # Errors
+/// As [`triplet`].
+pub fn triplet_naive<T: Float>(
+    anchor: &Var<T>,
+    positive: &Var<T>,
+    negative: &Var<T>,
+    opts: &TripletOptions,
+) -> Result<Var<T>> {
+    validate(anchor, positive, negative, opts)?;
+    let last = anchor.dims().len() - 1;
+    let dist = |other: &Var<T>| -> Result<Var<T>> {
+        let r = anchor.sub(other)?;
+        if opts.squared {
+            r.square()?.sum(last, false)
+        } else {
+            r.add_scalar(T::of(EPS))?.square()?.sum(last, false)?.sqrt()
+        }
+    };
+    let x = dist(positive)?
+        .sub(&dist(negative)?)?
+        .add_scalar(T::of(opts.margin))?;
+    let loss = if opts.squared {
+        x.relu()?
+    } else {
+        x.clamp(T::zero(), T::infinity())?
+    };
+    reduce_naive(loss, opts.reduction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_family, Case};
+    use lossgraph_autodiff::Tape;
+    use lossgraph_tensor::ErrorKind;
+
+    /// Normal triplets, with any triplet within 0.05 of the hinge corner moved
+    /// off it (finite differences need a smooth neighbourhood).
+    fn case(shape: &[usize], seed: u64, o: &TripletOptions) -> Case {
+        let mut c = Case::normal(3, shape, seed);
+        let d = *shape.last().unwrap();
+        let rows = c.inputs[0].numel() / d;
+        let t = Triplet {
+            margin: o.margin,
+            squared: o.squared,
+            reduction: Reduction::None,
+        };
+        let mut neg = c.inputs[2].to_vec();
+        let (a, p) = (c.inputs[0].as_slice(), c.inputs[1].as_slice());
+        for i in 0..rows {
+            let r = i * d..(i + 1) * d;
+            let x = t.dist(&a[r.clone()], &p[r.clone()]) - t.dist(&a[r.clone()], &neg[r.clone()]);
+            if (x + o.margin).abs() < 0.05 {
+                neg[i * d] += 0.5;
+            }
+        }
+        c.inputs[2] = Tensor::from_vec(neg, shape.to_vec()).unwrap();
+        c
+    }
+
+    #[test]
+    fn triplet_gradcheck_and_twin() {
+        for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+            for (margin, squared) in [(1.0, true), (0.5, true), (1.0, false), (0.3, false)] {
+                let o = TripletOptions {
+                    reduction,
+                    margin,
+                    squared,
+                };
+                for (shape, seed) in [(&[6, 4][..], 1), (&[2, 3, 5][..], 2)] {
+                    check_family(
+                        &case(shape, seed, &o),
+                        |v| triplet(&v[0], &v[1], &v[2], &o),
+                        |v| triplet_naive(&v[0], &v[1], &v[2], &o),
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn euclidean_adds_eps_to_the_difference() {
+        // a = p: d⁺ = ‖ε·1‖ = ε√D, not 0 (PyTorch's pairwise_distance)
+        let tape = Tape::<f64>::new();
+        let a = tape.leaf(Tensor::from_vec(vec![1.0; 4], [1, 4]).unwrap());
+        let n = tape.leaf(Tensor::from_vec(vec![1.0, 1.0, 1.0, 3.0], [1, 4]).unwrap());
+        let o = TripletOptions {
+            reduction: Reduction::Sum,
+            margin: 3.0,
+            squared: false,
+        };
+        let loss = triplet(&a, &a, &n, &o).unwrap().item().unwrap();
+        let dn = (3.0 * EPS * EPS + (-2.0 + EPS) * (-2.0 + EPS)).sqrt();
+        assert!((loss - (2.0 * EPS - dn + 3.0)).abs() < 1e-15);
+    }
+
+    #[test]
+    fn errors() {
+        let tape = Tape::<f64>::new();
+        let a = tape.leaf(Tensor::zeros([3, 2]));
+        let b = tape.leaf(Tensor::zeros([3, 3]));
+        let s = tape.leaf(Tensor::zeros([]));
+        let o = TripletOptions::default();
+        let kind = |r: Result<Var<f64>>| r.unwrap_err().kind();
+        assert_eq!(kind(triplet(&a, &a, &b, &o)), ErrorKind::ShapeMismatch);
+        assert_eq!(kind(triplet(&s, &s, &s, &o)), ErrorKind::ShapeMismatch);
+        let bad = TripletOptions {
+            margin: f64::NAN,
+            ..o.clone()
+        };
+        assert_eq!(kind(triplet(&a, &a, &a, &bad)), ErrorKind::InvalidOption);
+        let bm = TripletOptions {
+            reduction: Reduction::BatchMean,
+            ..o
+        };
+        assert_eq!(kind(triplet(&a, &a, &a, &bm)), ErrorKind::InvalidOption);
+    }
+}
