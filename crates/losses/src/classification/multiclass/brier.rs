@@ -1,0 +1,256 @@
+//! Brier score on logits: `ℓ = Σ_c (p_c − [c = y])²`, `p = softmax(z)`.
+//!
+//! The squared distance between the predicted distribution and the one-hot
+//! truth: a strictly proper scoring rule like log loss, but bounded (in
+//! `[0, 2]`), so a confidently wrong item costs at most 2 instead of an
+//! unbounded `−log p_y`. The flip side is a vanishing gradient when the model
+//! is confidently wrong (every `p_k(…)` factor tends to 0), which makes it a
+//! better calibration metric than training objective from scratch.
+//!
+//! Computed as `(1 − p_y)² + Σ_{c≠y} p_c²` with `1 − p_y` summed from the
+//! other classes, so a near-certain correct item keeps a small, accurate loss.
+
+use super::rows::{
+    check_ids, constant_rows, grad_rows, map_rows, reduce_rows, reduce_rows_naive, row, true_class,
+    upstream, Lse, Rows,
+};
+use crate::common::{no_batchmean, Reduction};
+use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
+use lossgraph_tensor::{Float, Shape, Tensor};
+
+const OP: &str = "brier";
+
+/// Options of [`brier`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct BrierOptions {
+    /// How items are combined (default `mean`).
+    pub reduction: Reduction,
+}
+
+/// Brier score `Σ_c (softmax(z)_c − onehot(y)_c)²` from logits `[..., C]` and
+/// class ids `[...]`; `"none"` gives `[...]`.
+///
+/// Gradient: with `g_c = 2(p_c − [c = y])` and `d = Σ_c g_c·p_c`,
+/// `∂ℓ/∂z_k = p_k·(g_k − d)`; at `k = y` this is `−2·p_y·ℓ`.
+///
+/// ```
+/// use lossgraph_autodiff::Tape;
+/// use lossgraph_losses::{brier, BrierOptions};
+/// use lossgraph_tensor::Tensor;
+/// let tape = Tape::<f64>::new();
+/// let z = tape.leaf(Tensor::from_vec(vec![0.0, 0.0], [1, 2])?);
+/// let y = Tensor::from_vec(vec![0i64], [1])?;
+/// let loss = brier(&z, &y, &BrierOptions::default())?;
+/// assert!((loss.item()? - 0.5).abs() < 1e-12); // (½ − 1)² + ½²
+/// # Ok::<(), lossgraph_autodiff::Error>(())
+/// ```
+///
+/// # Errors
+/// `ShapeMismatch` when `target` is not the logits' shape without the last
+/// axis, or for 0-d logits or `C = 0`; `InvalidTarget` for an id outside
+/// `[0, C)`; `InvalidOption` for `batchmean`.
+pub fn brier<T: Float>(
+    logits: &Var<T>,
+    target: &Tensor<i64>,
+    opts: &BrierOptions,
+) -> Result<Var<T>> {
+    let op = Brier::new(&logits.shape(), target, opts)?;
+    logits.tape().clone().apply(op, &[logits])
+}
+
+struct Brier {
+    target: Tensor<i64>,
+    reduction: Reduction,
+    rows: Rows,
+}
+
+impl Brier {
+    fn new(shape: &Shape, ids: &Tensor<i64>, o: &BrierOptions) -> Result<Self> {
+        no_batchmean(OP, o.reduction)?;
+        let rows = check_ids(OP, shape, ids, None)?;
+        Ok(Brier {
+            target: ids.clone(),
+            reduction: o.reduction,
+            rows,
+        })
+    }
+
+    fn class(&self, i: usize) -> usize {
+        // ids are checked to lie in [0, C)
+        self.target.as_slice()[i] as usize
+    }
+}
+
+/// What backward needs of a row: its log-sum-exp, loss, and `d = Σ_c g_c·p_c`.
+#[derive(Debug, Clone, Copy)]
+struct RowState<T> {
+    lse: Lse<T>,
+    loss: T,
+    d: T,
+}
+
+impl<T: Float> CustomOp<T> for Brier {
+    type Saved = Vec<RowState<T>>;
+    fn name(&self) -> &str {
+        OP
+    }
+
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Self::Saved)> {
+        let (z, c) = (x[0].as_slice(), self.rows.classes);
+        let per_row = map_rows(self.rows.rows, c, |i| {
+            let (zr, y) = (row(z, i, c), self.class(i));
+            let t = true_class(zr, y);
+            let others: T = zr
+                .iter()
+                .enumerate()
+                .filter(|&(k, _)| k != y)
+                .map(|(_, &zk)| t.lse.p(zk).powi(2))
+                .sum();
+            let loss = t.q * t.q + others;
+            let two = T::of(2.0);
+            // d = Σ_c 2(p_c − [c = y])·p_c = 2(Σ_{c≠y} p_c² − q·p_y)
+            let d = two * (others - t.q * t.p);
+            (
+                loss,
+                RowState {
+                    lse: t.lse,
+                    loss,
+                    d,
+                },
+            )
+        });
+        let (loss, saved): (Vec<T>, Vec<RowState<T>>) = per_row.into_iter().unzip();
+        let n = T::of(self.rows.rows as f64);
+        Ok((
+            reduce_rows(loss, &self.rows.batch, self.reduction, n)?,
+            saved,
+        ))
+    }
+
+    fn backward(&self, cx: &BackwardCtx<'_, T, Self::Saved>) -> Result<Vec<Option<Tensor<T>>>> {
+        let (z, c) = (cx.inputs[0].as_slice(), self.rows.classes);
+        let up = upstream(cx.grad_output, self.reduction, T::of(self.rows.rows as f64));
+        let two = T::of(2.0);
+        let dz = grad_rows(cx.inputs[0].shape(), c, |i, dr| {
+            let (u, s, y) = (up.at(i), cx.saved[i], self.class(i));
+            for (k, (dk, &zk)) in dr.iter_mut().zip(row(z, i, c)).enumerate() {
+                let p = s.lse.p(zk);
+                *dk = if k == y {
+                    // p_y·(−2(1 − p_y) − d) = −2·p_y·ℓ
+                    -two * u * p * s.loss
+                } else {
+                    u * p * (two * p - s.d)
+                };
+            }
+        })?;
+        Ok(vec![Some(dz)])
+    }
+}
+
+/// The naive twin of [`brier`]: `softmax(z) − onehot(y)`, squared, summed over
+/// the class axis.
+///
+/// # Errors
+/// As [`brier`].
+pub fn brier_naive<T: Float>(
+    logits: &Var<T>,
+    target: &Tensor<i64>,
+    opts: &BrierOptions,
+) -> Result<Var<T>> {
+    let shape = logits.shape();
+    let op = Brier::new(&shape, target, opts)?;
+    let onehot = constant_rows(logits.tape(), &shape, op.rows.classes, |i, r| {
+        r[op.class(i)] = T::one();
+    })?;
+    let loss = logits
+        .softmax()?
+        .sub(&onehot)?
+        .square()?
+        .sum(shape.ndim() - 1, false)?;
+    reduce_rows_naive(loss, op.reduction, T::of(op.rows.rows as f64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_family, Case};
+    use lossgraph_autodiff::{ErrorKind, Tape};
+
+    fn ids(v: &[i64], shape: &[usize]) -> Tensor<i64> {
+        Tensor::from_vec(v.to_vec(), shape.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn brier_gradcheck_and_twin() {
+        let cases = [
+            (vec![5usize, 4], ids(&[0, 3, 2, 1, 2], &[5])),
+            (vec![2, 3, 3], ids(&[2, 1, 0, 0, 0, 1], &[2, 3])),
+        ];
+        for (seed, (shape, y)) in cases.iter().enumerate() {
+            for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+                let o = BrierOptions { reduction };
+                check_family(
+                    &Case::normal(1, shape, seed as u64 + 3),
+                    |v| brier(&v[0], y, &o),
+                    |v| brier_naive(&v[0], y, &o),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn f32_large_logits_match_f64() {
+        // softmax of large f32 logits is exact enough; the loss near p_y = 1
+        // keeps its tiny value instead of rounding 1 − p_y to 0
+        let data = vec![1e4, -1e4, 0.5, 30.0, 0.0, 5.0];
+        let y = ids(&[0, 0], &[2]);
+        let o = BrierOptions {
+            reduction: Reduction::None,
+        };
+        let t32 = Tape::<f32>::new();
+        let z32 =
+            t32.leaf(Tensor::from_vec(data.iter().map(|&v| v as f32).collect(), [2, 3]).unwrap());
+        let t64 = Tape::<f64>::new();
+        let z64 = t64.leaf(Tensor::from_vec(data, [2, 3]).unwrap());
+        let (a, b) = (
+            brier(&z32, &y, &o).unwrap().value(),
+            brier(&z64, &y, &o).unwrap().value(),
+        );
+        for (&a, &b) in a.as_slice().iter().zip(b.as_slice()) {
+            assert!((a as f64 - b).abs() <= 1e-5 * b.abs(), "{a:e} vs {b:e}");
+        }
+        assert!(b.as_slice()[1] > 0.0);
+    }
+
+    #[test]
+    fn errors() {
+        let tape = Tape::<f64>::new();
+        let z = tape.leaf(Tensor::zeros([2, 3]));
+        let d = BrierOptions::default();
+        let kind = |r: Result<Var<f64>>| r.err().map(|e| e.kind());
+        // brier has no ignore_index: −100 is a bad id
+        assert_eq!(
+            kind(brier(&z, &ids(&[-100, 0], &[2]), &d)),
+            Some(ErrorKind::InvalidTarget)
+        );
+        assert_eq!(
+            kind(brier(&z, &ids(&[3, 0], &[2]), &d)),
+            Some(ErrorKind::InvalidTarget)
+        );
+        assert_eq!(
+            kind(brier(&z, &ids(&[0, 0], &[1, 2]), &d)),
+            Some(ErrorKind::ShapeMismatch)
+        );
+        let bm = BrierOptions {
+            reduction: Reduction::BatchMean,
+        };
+        assert_eq!(
+            kind(brier(&z, &ids(&[0, 0], &[2]), &bm)),
+            Some(ErrorKind::InvalidOption)
+        );
+        assert_eq!(
+            kind(brier_naive(&z, &ids(&[3, 0], &[2]), &d)),
+            Some(ErrorKind::InvalidTarget)
+        );
+    }
+}

@@ -1,0 +1,670 @@
+//! Cross-entropy of a categorical distribution given by logits `z [..., C]`:
+//! `ℓ = −Σ_c q_c log softmax(z)_c`, where the target distribution `q` is a
+//! class id (one-hot) or a row of probabilities (soft targets).
+//!
+//! It is the negative log-likelihood of a categorical model, a strictly proper
+//! scoring rule: in expectation it is minimised by the true class
+//! probabilities. Computed in logit space, `−log softmax(z)_c = lse(z) − z_c`
+//! with `lse` the max-shifted log-sum-exp, so logits of any finite magnitude
+//! give a finite loss; the textbook `log(softmax(z))` underflows to `log 0 =
+//! −∞` as soon as one class trails the leader by a few hundred (f64) or ~100
+//! (f32). The gradient is `softmax(z)·Σq − q`: bounded, and largest when the
+//! model is confidently wrong.
+//!
+//! Options follow PyTorch's `F.cross_entropy` exactly (with the class axis
+//! last): class weights `w`, an `ignore_index`, and label smoothing `ε`, which
+//! mixes the uniform distribution into the target. With class ids `y` the
+//! effective (weighted, smoothed) target of an item is
+//! `a_c = (1 − ε)·w_y·[c = y] + (ε/C)·w_c`, and `"mean"` divides by
+//! `Σ_i w_{y_i}` over the items that are not ignored. With soft targets
+//! `t`, `a_c = w_c·((1 − ε)·t_c + ε/C)` and `"mean"` divides by the number of
+//! rows (PyTorch's choice; `ignore_index` plays no part).
+//!
+//! The fused op saves one log-sum-exp per row (as `max + log Σ e^{z − max}`,
+//! two numbers, so f32 keeps its digits), never the softmax matrix; backward
+//! recomputes `softmax(z)_k = e^{z_k − lse}` from the logits.
+
+use super::rows::{
+    at, check_ids, class_of, constant_rows, grad_rows, map_rows, per_class, reduce_rows,
+    reduce_rows_naive, row, rows_of, upstream, Lse, Rows,
+};
+use crate::common::{check_option, no_batchmean, same_shape, Reduction};
+use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
+use lossgraph_tensor::{Float, Shape, Tensor};
+
+const OP: &str = "cross_entropy";
+
+/// The target of [`cross_entropy`]: class ids or probabilities.
+///
+/// Both convert with `From`, so `cross_entropy(&logits, &ids, &opts)` and
+/// `cross_entropy(&logits, &probs, &opts)` both work.
+#[derive(Clone, Copy)]
+pub enum CrossEntropyTarget<'a, T: Float> {
+    /// Class ids `[...]` (`i64`), one per row of the logits; never
+    /// differentiable. An id equal to `ignore_index` skips its row.
+    Classes(&'a Tensor<i64>),
+    /// Probabilities `[..., C]`, the logits' shape (soft targets, as in
+    /// distillation or mixup). A differentiable input:
+    /// `∂ℓ/∂t_c = −(1 − ε)·w_c·log softmax(z)_c`.
+    Probs(&'a Var<T>),
+}
+
+impl<'a, T: Float> From<&'a Tensor<i64>> for CrossEntropyTarget<'a, T> {
+    fn from(ids: &'a Tensor<i64>) -> Self {
+        CrossEntropyTarget::Classes(ids)
+    }
+}
+
+impl<'a, T: Float> From<&'a Var<T>> for CrossEntropyTarget<'a, T> {
+    fn from(probs: &'a Var<T>) -> Self {
+        CrossEntropyTarget::Probs(probs)
+    }
+}
+
+/// Options of [`cross_entropy`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrossEntropyOptions {
+    /// Per-class weights `w [C]` (default none: every class 1).
+    pub weight: Option<Vec<f64>>,
+    /// Class id whose rows are skipped: loss 0, gradient 0, and left out of
+    /// the mean's denominator (default −100; class-id targets only).
+    pub ignore_index: i64,
+    /// Label smoothing `ε` in `[0, 1]` (default 0).
+    pub label_smoothing: f64,
+    /// How items are combined (default `mean`).
+    pub reduction: Reduction,
+}
+
+impl Default for CrossEntropyOptions {
+    fn default() -> Self {
+        CrossEntropyOptions {
+            weight: None,
+            ignore_index: -100,
+            label_smoothing: 0.0,
+            reduction: Reduction::Mean,
+        }
+    }
+}
+
+/// Cross-entropy from logits `[..., C]` (class axis last); PyTorch's
+/// `F.cross_entropy` with the class axis moved.
+///
+/// Per item, with `lse = log Σ_c e^{z_c}` and the effective target `a` of the
+/// module docs: `ℓ = Σ_c a_c·(lse − z_c)`; without weights or smoothing this
+/// is `lse − z_y = −log softmax(z)_y`. `"none"` gives `[...]` (0 at ignored
+/// items), `"sum"` adds, `"mean"` divides by `Σ w_{y_i}` over non-ignored
+/// items (class ids) or by the number of rows (soft targets); an empty
+/// denominator gives 0 with zero gradients.
+///
+/// Gradient: `∂ℓ/∂z_k = softmax(z)_k·Σ_c a_c − a_k`; for soft targets also
+/// `∂ℓ/∂t_c = (1 − ε)·w_c·(lse − z_c)`.
+///
+/// ```
+/// use lossgraph_autodiff::Tape;
+/// use lossgraph_losses::{cross_entropy, CrossEntropyOptions};
+/// use lossgraph_tensor::Tensor;
+/// let tape = Tape::<f64>::new();
+/// // two rows of three classes; logits 0 everywhere → p = 1/3
+/// let logits = tape.leaf(Tensor::zeros([2, 3]));
+/// let ids = Tensor::from_vec(vec![0i64, 2], [2])?;
+/// let loss = cross_entropy(&logits, &ids, &CrossEntropyOptions::default())?;
+/// assert!((loss.item()? - 3f64.ln()).abs() < 1e-12);
+///
+/// // the same targets as probabilities, with label smoothing
+/// let probs = tape.leaf(Tensor::from_vec(vec![1.0, 0.0, 0.0, 0.0, 0.0, 1.0], [2, 3])?);
+/// let opts = CrossEntropyOptions { label_smoothing: 0.1, ..Default::default() };
+/// let soft = cross_entropy(&logits, &probs, &opts)?;
+/// assert!((soft.item()? - 3f64.ln()).abs() < 1e-12);
+/// let grads = soft.backward()?;
+/// assert_eq!(grads.get(&probs).unwrap().dims(), &[2, 3]);
+/// # Ok::<(), lossgraph_autodiff::Error>(())
+/// ```
+///
+/// # Errors
+/// - `ShapeMismatch`: class ids not shaped as the logits without their last
+///   axis, probabilities not shaped as the logits, 0-d logits or `C = 0`, or
+///   `weight` of a length other than `C`.
+/// - `InvalidTarget`: a class id outside `[0, C)` that is not `ignore_index`.
+/// - `InvalidOption`: `label_smoothing` outside `[0, 1]`, or `batchmean`.
+pub fn cross_entropy<'a, T: Float>(
+    logits: &Var<T>,
+    target: impl Into<CrossEntropyTarget<'a, T>>,
+    opts: &CrossEntropyOptions,
+) -> Result<Var<T>> {
+    let tape = logits.tape().clone();
+    match target.into() {
+        CrossEntropyTarget::Classes(ids) => {
+            let op = ClassCe::new(&logits.shape(), ids, opts)?;
+            tape.apply(op, &[logits])
+        }
+        CrossEntropyTarget::Probs(probs) => {
+            let op = SoftCe::new(&logits.shape(), &probs.shape(), opts)?;
+            tape.apply(op, &[logits, probs])
+        }
+    }
+}
+
+/// Check the options shared by both target kinds.
+fn check_options(opts: &CrossEntropyOptions) -> Result<()> {
+    no_batchmean(OP, opts.reduction)?;
+    let e = opts.label_smoothing;
+    check_option(OP, "label_smoothing", e, (0.0..=1.0).contains(&e), "[0, 1]")
+}
+
+/// Cross-entropy against class ids: one input, the logits.
+struct ClassCe<T> {
+    target: Tensor<i64>,
+    ignore: i64,
+    weight: Option<Vec<T>>,
+    /// Label smoothing ε.
+    eps: T,
+    /// `Σ_c w_c` (C without weights), for the smoothing term's total.
+    wsum: T,
+    /// The mean's denominator, `Σ w_{y_i}` over non-ignored items.
+    denom: T,
+    reduction: Reduction,
+    rows: Rows,
+}
+
+impl<T: Float> ClassCe<T> {
+    fn new(shape: &Shape, ids: &Tensor<i64>, o: &CrossEntropyOptions) -> Result<Self> {
+        check_options(o)?;
+        let rows = check_ids(OP, shape, ids, Some(o.ignore_index))?;
+        let weight = per_class::<T>(OP, "weight", o.weight.as_deref(), rows.classes)?;
+        let wsum = weight
+            .as_ref()
+            .map_or(T::of(rows.classes as f64), |w| w.iter().copied().sum());
+        let denom = ids
+            .as_slice()
+            .iter()
+            .filter_map(|&y| class_of(y, Some(o.ignore_index)))
+            .map(|y| at(&weight, y))
+            .sum();
+        Ok(ClassCe {
+            target: ids.clone(),
+            ignore: o.ignore_index,
+            weight,
+            eps: T::of(o.label_smoothing),
+            wsum,
+            denom,
+            reduction: o.reduction,
+            rows,
+        })
+    }
+
+    /// The class of row `i`, `None` when ignored.
+    fn class(&self, i: usize) -> Option<usize> {
+        class_of(self.target.as_slice()[i], Some(self.ignore))
+    }
+
+    /// The weight on the true class, `(1 − ε)·w_y`, and the one on every
+    /// class from smoothing, `ε/C` (times `w_c`).
+    fn split(&self, y: usize) -> (T, T) {
+        let c = T::of(self.rows.classes as f64);
+        ((T::one() - self.eps) * at(&self.weight, y), self.eps / c)
+    }
+}
+
+impl<T: Float> CustomOp<T> for ClassCe<T> {
+    /// One log-sum-exp per row (zeros for ignored rows).
+    type Saved = Vec<Lse<T>>;
+    fn name(&self) -> &str {
+        OP
+    }
+
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Self::Saved)> {
+        let (z, c) = (x[0].as_slice(), self.rows.classes);
+        let per_row = map_rows(self.rows.rows, c, |i| {
+            let Some(y) = self.class(i) else {
+                return (T::zero(), Lse::default());
+            };
+            let z = row(z, i, c);
+            let lse = Lse::of(z);
+            let (on_y, smooth) = self.split(y);
+            let mut loss = on_y * lse.nlp(z[y]);
+            if smooth > T::zero() {
+                let s: T = z
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &zk)| at(&self.weight, k) * lse.nlp(zk))
+                    .sum();
+                loss += smooth * s;
+            }
+            (loss, lse)
+        });
+        let (loss, lse): (Vec<T>, Vec<Lse<T>>) = per_row.into_iter().unzip();
+        let out = reduce_rows(loss, &self.rows.batch, self.reduction, self.denom)?;
+        Ok((out, lse))
+    }
+
+    fn backward(&self, cx: &BackwardCtx<'_, T, Self::Saved>) -> Result<Vec<Option<Tensor<T>>>> {
+        let z = cx.inputs[0].as_slice();
+        let c = self.rows.classes;
+        let up = upstream(cx.grad_output, self.reduction, self.denom);
+        let dz = grad_rows(cx.inputs[0].shape(), c, |i, d| {
+            let Some(y) = self.class(i) else { return };
+            let (u, lse, zr) = (up.at(i), cx.saved[i], row(z, i, c));
+            let (on_y, smooth) = self.split(y);
+            // a_k = on_y·[k = y] + smooth·w_k, Σ_k a_k = on_y + smooth·Σw
+            let total = on_y + smooth * self.wsum;
+            for (k, (dk, &zk)) in d.iter_mut().zip(zr).enumerate() {
+                let a = smooth * at(&self.weight, k);
+                *dk = u * (total * lse.p(zk) - a);
+            }
+            d[y] -= u * on_y;
+        })?;
+        Ok(vec![Some(dz)])
+    }
+}
+
+/// Cross-entropy against probabilities: two inputs, logits and target.
+struct SoftCe<T> {
+    weight: Option<Vec<T>>,
+    eps: T,
+    reduction: Reduction,
+    rows: Rows,
+}
+
+impl<T: Float> SoftCe<T> {
+    fn new(shape: &Shape, target: &Shape, o: &CrossEntropyOptions) -> Result<Self> {
+        check_options(o)?;
+        let rows = rows_of(OP, shape, "logits")?;
+        same_shape(OP, shape, target, "logits and probability targets")?;
+        Ok(SoftCe {
+            weight: per_class::<T>(OP, "weight", o.weight.as_deref(), rows.classes)?,
+            eps: T::of(o.label_smoothing),
+            reduction: o.reduction,
+            rows,
+        })
+    }
+
+    /// The effective target `a_c = w_c·((1 − ε)·t_c + ε/C)`.
+    #[inline]
+    fn a(&self, k: usize, t: T) -> T {
+        let c = T::of(self.rows.classes as f64);
+        at(&self.weight, k) * ((T::one() - self.eps) * t + self.eps / c)
+    }
+}
+
+impl<T: Float> CustomOp<T> for SoftCe<T> {
+    /// One log-sum-exp per row.
+    type Saved = Vec<Lse<T>>;
+    fn name(&self) -> &str {
+        OP
+    }
+
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Self::Saved)> {
+        let (z, t, c) = (x[0].as_slice(), x[1].as_slice(), self.rows.classes);
+        let per_row = map_rows(self.rows.rows, c, |i| {
+            let (zr, tr) = (row(z, i, c), row(t, i, c));
+            let lse = Lse::of(zr);
+            let mut loss = T::zero();
+            for (k, (&zk, &tk)) in zr.iter().zip(tr).enumerate() {
+                let a = self.a(k, tk);
+                // 0·log 0 = 0: a class with no target mass adds nothing,
+                // even when its logit is −∞ (a masked class)
+                if a != T::zero() {
+                    loss += a * lse.nlp(zk);
+                }
+            }
+            (loss, lse)
+        });
+        let (loss, lse): (Vec<T>, Vec<Lse<T>>) = per_row.into_iter().unzip();
+        let n = T::of(self.rows.rows as f64);
+        Ok((reduce_rows(loss, &self.rows.batch, self.reduction, n)?, lse))
+    }
+
+    fn backward(&self, cx: &BackwardCtx<'_, T, Self::Saved>) -> Result<Vec<Option<Tensor<T>>>> {
+        let (z, t, c) = (
+            cx.inputs[0].as_slice(),
+            cx.inputs[1].as_slice(),
+            self.rows.classes,
+        );
+        let n = T::of(self.rows.rows as f64);
+        let up = upstream(cx.grad_output, self.reduction, n);
+        let shape = cx.inputs[0].shape();
+        let dz = cx.needs_grad[0]
+            .then(|| {
+                grad_rows(shape, c, |i, d| {
+                    let (u, lse) = (up.at(i), cx.saved[i]);
+                    let (zr, tr) = (row(z, i, c), row(t, i, c));
+                    let total: T = tr.iter().enumerate().map(|(k, &tk)| self.a(k, tk)).sum();
+                    for (k, (dk, (&zk, &tk))) in d.iter_mut().zip(zr.iter().zip(tr)).enumerate() {
+                        *dk = u * (total * lse.p(zk) - self.a(k, tk));
+                    }
+                })
+            })
+            .transpose()?;
+        let dt = cx.needs_grad[1]
+            .then(|| {
+                let keep = T::one() - self.eps;
+                grad_rows(shape, c, |i, d| {
+                    let (u, lse) = (up.at(i), cx.saved[i]);
+                    for (k, (dk, &zk)) in d.iter_mut().zip(row(z, i, c)).enumerate() {
+                        *dk = u * keep * at(&self.weight, k) * lse.nlp(zk);
+                    }
+                })
+            })
+            .transpose()?;
+        Ok(vec![dz, dt])
+    }
+}
+
+/// The naive twin of [`cross_entropy`]: `log(softmax(z))` with primitive ops,
+/// times the effective target (a constant built from the one-hot ids, or the
+/// smoothed probabilities times the weights), summed over the class axis.
+///
+/// # Errors
+/// As [`cross_entropy`].
+pub fn cross_entropy_naive<'a, T: Float>(
+    logits: &Var<T>,
+    target: impl Into<CrossEntropyTarget<'a, T>>,
+    opts: &CrossEntropyOptions,
+) -> Result<Var<T>> {
+    let tape = logits.tape().clone();
+    let shape = logits.shape();
+    let last = shape.ndim().saturating_sub(1);
+    match target.into() {
+        CrossEntropyTarget::Classes(ids) => {
+            let op = ClassCe::<T>::new(&shape, ids, opts)?;
+            let a = constant_rows(&tape, &shape, op.rows.classes, |i, r| {
+                let Some(y) = op.class(i) else { return };
+                let (on_y, smooth) = op.split(y);
+                for (k, v) in r.iter_mut().enumerate() {
+                    *v = smooth * at(&op.weight, k);
+                }
+                r[y] += on_y;
+            })?;
+            let log_p = logits.softmax()?.log()?;
+            let loss = log_p.mul(&a)?.sum(last, false)?.neg()?;
+            reduce_rows_naive(loss, op.reduction, op.denom)
+        }
+        CrossEntropyTarget::Probs(probs) => {
+            let op = SoftCe::<T>::new(&shape, &probs.shape(), opts)?;
+            let c = T::of(op.rows.classes as f64);
+            let log_p = logits.softmax()?.log()?;
+            let t = probs
+                .mul_scalar(T::one() - op.eps)?
+                .add_scalar(op.eps / c)?;
+            let mut prod = log_p.mul(&t)?;
+            if let Some(w) = &op.weight {
+                let w = Tensor::from_vec(w.clone(), [op.rows.classes])?;
+                prod = prod.mul(&tape.constant(w))?;
+            }
+            let loss = prod.sum(last, false)?.neg()?;
+            reduce_rows_naive(loss, op.reduction, T::of(op.rows.rows as f64))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_family, check_twins, Case};
+    use lossgraph_autodiff::{ErrorKind, Tape};
+
+    /// Random class ids in `[0, c)`, with every `ignore_every`-th replaced by
+    /// `ignore` (when given).
+    fn ids(n: &[usize], c: usize, seed: u64, ignore: Option<(usize, i64)>) -> Tensor<i64> {
+        let u = Tensor::<f64>::rand_uniform(n.to_vec(), 0.0, c as f64, seed).unwrap();
+        let v = u
+            .as_slice()
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| match ignore {
+                Some((every, id)) if i % every == 1 => id,
+                _ => (x as i64).min(c as i64 - 1),
+            })
+            .collect();
+        Tensor::from_vec(v, n.to_vec()).unwrap()
+    }
+
+    fn probs(shape: &[usize], seed: u64) -> Tensor<f64> {
+        Tensor::<f64>::randn(shape.to_vec(), 0.0, 1.0, seed)
+            .unwrap()
+            .softmax()
+    }
+
+    fn all_options() -> Vec<CrossEntropyOptions> {
+        let w = Some(vec![0.5, 1.5, 2.0, 0.25]);
+        let mut out = Vec::new();
+        for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+            for (weight, label_smoothing) in
+                [(None, 0.0), (w.clone(), 0.0), (None, 0.2), (w.clone(), 0.3)]
+            {
+                out.push(CrossEntropyOptions {
+                    weight,
+                    label_smoothing,
+                    reduction,
+                    ..Default::default()
+                });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn class_ids_gradcheck_and_twin() {
+        // 2-D [N, C] and K-dim [B, T, C] logits, with some ignored items
+        for (shape, seed) in [(vec![5usize, 4], 1u64), (vec![2, 3, 4], 2)] {
+            let lead = &shape[..shape.len() - 1];
+            let y = ids(lead, 4, seed, Some((3, -100)));
+            for o in all_options() {
+                check_family(
+                    &Case::normal(1, &shape, seed),
+                    |v| cross_entropy(&v[0], &y, &o),
+                    |v| cross_entropy_naive(&v[0], &y, &o),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn large_inputs_split_over_rayon_agree_with_twin() {
+        // 300 × 120 = 36000 elements: above the parallel threshold
+        let y = ids(&[300], 120, 11, Some((7, -100)));
+        let o = CrossEntropyOptions {
+            label_smoothing: 0.1,
+            ..Default::default()
+        };
+        check_twins(
+            &Case::normal(1, &[300, 120], 11),
+            |v| cross_entropy(&v[0], &y, &o),
+            |v| cross_entropy_naive(&v[0], &y, &o),
+        );
+        let soft = Case::new(vec![
+            Tensor::randn([300, 120], 0.0, 1.0, 12).unwrap(),
+            probs(&[300, 120], 13),
+        ]);
+        check_twins(
+            &soft,
+            |v| cross_entropy(&v[0], &v[1], &o),
+            |v| cross_entropy_naive(&v[0], &v[1], &o),
+        );
+    }
+
+    #[test]
+    fn custom_ignore_index_in_range() {
+        let y = ids(&[3, 2], 4, 7, None);
+        let o = CrossEntropyOptions {
+            ignore_index: 2,
+            weight: Some(vec![1.0, 2.0, 3.0, 4.0]),
+            ..Default::default()
+        };
+        check_family(
+            &Case::normal(1, &[3, 2, 4], 7),
+            |v| cross_entropy(&v[0], &y, &o),
+            |v| cross_entropy_naive(&v[0], &y, &o),
+        );
+    }
+
+    #[test]
+    fn soft_targets_gradcheck_and_twin() {
+        for (shape, seed) in [(vec![5usize, 4], 3u64), (vec![2, 3, 4], 4)] {
+            let case = Case::new(vec![
+                Tensor::randn(shape.clone(), 0.0, 1.5, seed).unwrap(),
+                probs(&shape, seed + 10),
+            ]);
+            for o in all_options() {
+                check_family(
+                    &case,
+                    |v| cross_entropy(&v[0], &v[1], &o),
+                    |v| cross_entropy_naive(&v[0], &v[1], &o),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn all_ignored_mean_is_zero_with_zero_grads() {
+        let tape = Tape::<f64>::new();
+        let z = tape.leaf(Tensor::randn([3, 4], 0.0, 1.0, 5).unwrap());
+        let y = Tensor::from_vec(vec![-100i64; 3], [3]).unwrap();
+        for weight in [None, Some(vec![1.0; 4])] {
+            let o = CrossEntropyOptions {
+                weight,
+                label_smoothing: 0.1,
+                ..Default::default()
+            };
+            let loss = cross_entropy(&z, &y, &o).unwrap();
+            assert_eq!(loss.item().unwrap(), 0.0);
+            let g = loss.backward().unwrap();
+            assert!(g.get(&z).unwrap().as_slice().iter().all(|&d| d == 0.0));
+        }
+    }
+
+    #[test]
+    fn empty_batch() {
+        let tape = Tape::<f64>::new();
+        let z = tape.leaf(Tensor::zeros([0, 4]));
+        let y = Tensor::from_vec(vec![], [0]).unwrap();
+        let mean = cross_entropy(&z, &y, &CrossEntropyOptions::default()).unwrap();
+        assert_eq!(mean.item().unwrap(), 0.0);
+        assert_eq!(mean.backward().unwrap().get(&z).unwrap().dims(), &[0, 4]);
+        let o = CrossEntropyOptions {
+            reduction: Reduction::None,
+            ..Default::default()
+        };
+        assert_eq!(cross_entropy(&z, &y, &o).unwrap().dims(), vec![0]);
+    }
+
+    #[test]
+    fn f32_extreme_logits_stay_finite() {
+        // f32 logits far apart: softmax underflows to 0, so the naive
+        // log(softmax) is −∞ and the loss +∞; the fused op stays finite
+        let data = vec![
+            1e4, -1e4, 0.5, 100.0, -3.0, -8000.25, 7000.0, 7000.0, -1.0, 2.0,
+        ];
+        let y = Tensor::from_vec(vec![1i64, 0], [2]).unwrap();
+        let run = |smoothing: f64| {
+            let o = CrossEntropyOptions {
+                label_smoothing: smoothing,
+                reduction: Reduction::None,
+                ..Default::default()
+            };
+            let t32 = Tape::<f32>::new();
+            let z32 = t32
+                .leaf(Tensor::from_vec(data.iter().map(|&v| v as f32).collect(), [2, 5]).unwrap());
+            let naive = cross_entropy_naive(&z32, &y, &o).unwrap().value();
+            assert!(naive.as_slice().iter().any(|v| !v.is_finite()));
+            let fused = cross_entropy(&z32, &y, &o).unwrap();
+            let g32 = fused.backward_with(Tensor::ones([2])).unwrap();
+            let t64 = Tape::<f64>::new();
+            let z64 = t64.leaf(Tensor::from_vec(data.clone(), [2, 5]).unwrap());
+            let want = cross_entropy(&z64, &y, &o).unwrap();
+            let g64 = want.backward_with(Tensor::ones([2])).unwrap();
+            for (&a, &b) in fused.value().as_slice().iter().zip(want.value().as_slice()) {
+                assert!(a.is_finite());
+                assert!((a as f64 - b).abs() <= 1e-6 * b.abs(), "{a} vs {b}");
+            }
+            let (d32, d64) = (g32.get(&z32).unwrap(), g64.get(&z64).unwrap());
+            for (&a, &b) in d32.as_slice().iter().zip(d64.as_slice()) {
+                assert!(a.is_finite());
+                assert!((a as f64 - b).abs() <= 1e-5 + 1e-5 * b.abs(), "{a} vs {b}");
+            }
+        };
+        run(0.0);
+        run(0.1);
+    }
+
+    #[test]
+    fn soft_targets_masked_class_is_finite() {
+        // a −∞ logit where the target has no mass contributes nothing
+        let tape = Tape::<f64>::new();
+        let z = tape.leaf(Tensor::from_vec(vec![1.0, f64::NEG_INFINITY, 0.0], [1, 3]).unwrap());
+        let t = tape.leaf(Tensor::from_vec(vec![0.5, 0.0, 0.5], [1, 3]).unwrap());
+        let loss = cross_entropy(&z, &t, &CrossEntropyOptions::default()).unwrap();
+        let want = 0.5 * ((1f64.exp() + 1.0).ln() - 1.0) + 0.5 * (1f64.exp() + 1.0).ln();
+        assert!((loss.item().unwrap() - want).abs() < 1e-12);
+        let g = loss.backward().unwrap();
+        assert!(g.get(&z).unwrap().as_slice().iter().all(|d| d.is_finite()));
+    }
+
+    #[test]
+    fn errors() {
+        let tape = Tape::<f64>::new();
+        let z = tape.leaf(Tensor::zeros([4, 3]));
+        let ok = Tensor::from_vec(vec![0i64, 1, 2, -100], [4]).unwrap();
+        let d = CrossEntropyOptions::default();
+        let kind = |r: Result<Var<f64>>| r.err().map(|e| e.kind());
+        let bad = Tensor::from_vec(vec![0i64, 3, 1, 1], [4]).unwrap();
+        assert_eq!(
+            kind(cross_entropy(&z, &bad, &d)),
+            Some(ErrorKind::InvalidTarget)
+        );
+        let neg = Tensor::from_vec(vec![0i64, -1, 1, 1], [4]).unwrap();
+        assert_eq!(
+            kind(cross_entropy(&z, &neg, &d)),
+            Some(ErrorKind::InvalidTarget)
+        );
+        let short = Tensor::from_vec(vec![0i64, 1, 2], [3]).unwrap();
+        assert_eq!(
+            kind(cross_entropy(&z, &short, &d)),
+            Some(ErrorKind::ShapeMismatch)
+        );
+        let w = CrossEntropyOptions {
+            weight: Some(vec![1.0; 4]),
+            ..Default::default()
+        };
+        assert_eq!(
+            kind(cross_entropy(&z, &ok, &w)),
+            Some(ErrorKind::ShapeMismatch)
+        );
+        for ls in [-0.1, 1.5, f64::NAN] {
+            let o = CrossEntropyOptions {
+                label_smoothing: ls,
+                ..Default::default()
+            };
+            assert_eq!(
+                kind(cross_entropy(&z, &ok, &o)),
+                Some(ErrorKind::InvalidOption)
+            );
+        }
+        let bm = CrossEntropyOptions {
+            reduction: Reduction::BatchMean,
+            ..Default::default()
+        };
+        assert_eq!(
+            kind(cross_entropy(&z, &ok, &bm)),
+            Some(ErrorKind::InvalidOption)
+        );
+        let p = tape.leaf(Tensor::zeros([4, 2]));
+        assert_eq!(
+            kind(cross_entropy(&z, &p, &d)),
+            Some(ErrorKind::ShapeMismatch)
+        );
+        let s = tape.leaf(Tensor::scalar(1.0));
+        let y0 = Tensor::from_vec(vec![0i64], []).unwrap();
+        assert_eq!(
+            kind(cross_entropy(&s, &y0, &d)),
+            Some(ErrorKind::ShapeMismatch)
+        );
+        // the naive twin checks the same way
+        assert_eq!(
+            kind(cross_entropy_naive(&z, &bad, &d)),
+            Some(ErrorKind::InvalidTarget)
+        );
+        // nothing was recorded by the failing calls
+        assert_eq!(tape.len(), 3);
+    }
+}

@@ -1,0 +1,314 @@
+//! What the multiclass losses share: the checks on a `[..., C]` input and its
+//! `[...]` class ids, per-class option vectors, reductions with a custom
+//! denominator (weighted means, means over non-ignored items) and the row
+//! loops, which split over rayon when the input is large.
+
+use crate::common::{Reduction, Upstream};
+use lossgraph_autodiff::{Result, Tape, Var};
+use lossgraph_tensor::parallel::{for_each_row_mut, PAR_THRESHOLD};
+use lossgraph_tensor::{Error, Float, Shape, Tensor};
+use rayon::prelude::*;
+
+/// The layout of a `[..., C]` input: `rows` rows of `classes` values, and the
+/// shape `[...]` of the unreduced loss.
+#[derive(Debug, Clone)]
+pub(crate) struct Rows {
+    /// Number of rows (product of the leading dims).
+    pub rows: usize,
+    /// Size of the class axis, `C ≥ 1`.
+    pub classes: usize,
+    /// The leading dims `[...]`: the shape of a `"none"` output.
+    pub batch: Shape,
+}
+
+/// Split `x: [..., C]` into rows.
+///
+/// # Errors
+/// `ShapeMismatch` for a 0-d input or an empty class axis.
+pub(crate) fn rows_of(op: &str, x: &Shape, what: &str) -> Result<Rows> {
+    let dims = x.dims();
+    let Some((&classes, lead)) = dims.split_last() else {
+        return Err(Error::shape(op, &[dims], format!("{what} must be [..., C], not 0-d")).into());
+    };
+    if classes == 0 {
+        return Err(Error::shape(op, &[dims], format!("{what} has an empty class axis")).into());
+    }
+    Ok(Rows {
+        rows: lead.iter().product(),
+        classes,
+        batch: Shape::from(lead),
+    })
+}
+
+/// Check `x: [..., C]` against class ids `target: [...]`: every id lies in
+/// `[0, C)` or equals `ignore` (when the op has an `ignore_index`).
+///
+/// # Errors
+/// `ShapeMismatch` when `target`'s shape is not `x`'s without its last axis;
+/// `InvalidTarget` for an id out of range.
+pub(crate) fn check_ids(
+    op: &str,
+    x: &Shape,
+    target: &Tensor<i64>,
+    ignore: Option<i64>,
+) -> Result<Rows> {
+    let r = rows_of(op, x, "the input")?;
+    if target.shape() != &r.batch {
+        return Err(Error::shape(
+            op,
+            &[x.dims(), target.dims()],
+            "target must have the input's shape without its last (class) axis",
+        )
+        .into());
+    }
+    let c = r.classes as i64;
+    if let Some((pos, &bad)) = target
+        .as_slice()
+        .iter()
+        .enumerate()
+        .find(|(_, &y)| Some(y) != ignore && !(0..c).contains(&y))
+    {
+        let also = ignore.map_or(String::new(), |i| format!(" and is not ignore_index {i}"));
+        return Err(Error::target(
+            op,
+            format!("class id {bad} at position {pos} is outside [0, {c}){also}"),
+        )
+        .into());
+    }
+    Ok(r)
+}
+
+/// The class of id `y`, or `None` when it is `ignore` (ids are checked first).
+#[inline]
+pub(crate) fn class_of(y: i64, ignore: Option<i64>) -> Option<usize> {
+    if Some(y) == ignore {
+        None
+    } else {
+        usize::try_from(y).ok()
+    }
+}
+
+/// A per-class option (`weight`, `alpha`) cast to `T`.
+///
+/// # Errors
+/// `ShapeMismatch` when its length is not `classes`.
+pub(crate) fn per_class<T: Float>(
+    op: &str,
+    name: &str,
+    v: Option<&[f64]>,
+    classes: usize,
+) -> Result<Option<Vec<T>>> {
+    match v {
+        None => Ok(None),
+        Some(v) if v.len() == classes => Ok(Some(v.iter().map(|&w| T::of(w)).collect())),
+        Some(v) => Err(Error::shape(
+            op,
+            &[&[v.len()], &[classes]],
+            format!(
+                "{name} must have one entry per class ({classes}), not {}",
+                v.len()
+            ),
+        )
+        .into()),
+    }
+}
+
+/// The per-class vector at class `c` (1 when absent).
+#[inline]
+pub(crate) fn at<T: Float>(v: &Option<Vec<T>>, c: usize) -> T {
+    v.as_ref().map_or(T::one(), |v| v[c])
+}
+
+/// Reduce per-row losses: `none` keeps `batch`, `sum` adds, `mean` divides the
+/// sum by `denom` (0 when `denom` is 0: the empty-denominator rule).
+pub(crate) fn reduce_rows<T: Float>(
+    loss: Vec<T>,
+    batch: &Shape,
+    r: Reduction,
+    denom: T,
+) -> Result<Tensor<T>> {
+    Ok(match r {
+        Reduction::None => Tensor::from_vec(loss, batch)?,
+        Reduction::Sum => Tensor::scalar(loss.into_iter().sum()),
+        Reduction::Mean | Reduction::BatchMean => {
+            let s: T = loss.into_iter().sum();
+            Tensor::scalar(if denom == T::zero() {
+                T::zero()
+            } else {
+                s / denom
+            })
+        }
+    })
+}
+
+/// The gradient each row receives from [`reduce_rows`] with the same `denom`.
+pub(crate) fn upstream<T: Float>(g: &Tensor<T>, r: Reduction, denom: T) -> Upstream<'_, T> {
+    match r {
+        Reduction::None => Upstream::Each(g.as_slice()),
+        Reduction::Sum => Upstream::Same(g.as_slice()[0]),
+        Reduction::Mean | Reduction::BatchMean => Upstream::Same(if denom == T::zero() {
+            T::zero()
+        } else {
+            g.as_slice()[0] / denom
+        }),
+    }
+}
+
+/// `f(i)` for every row `i < rows`, over rayon when `rows · width` is large.
+pub(crate) fn map_rows<R: Send>(
+    rows: usize,
+    width: usize,
+    f: impl Fn(usize) -> R + Sync + Send,
+) -> Vec<R> {
+    if rows > 1 && rows.saturating_mul(width) >= PAR_THRESHOLD {
+        (0..rows).into_par_iter().map(f).collect()
+    } else {
+        (0..rows).map(f).collect()
+    }
+}
+
+/// A `[rows, classes]`-sized gradient (shaped `shape`) whose row `i` is
+/// written by `f(i, row)`, starting from zeros.
+pub(crate) fn grad_rows<T: Float>(
+    shape: &Shape,
+    classes: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) -> Result<Tensor<T>> {
+    let mut buf = vec![T::zero(); shape.numel()];
+    for_each_row_mut(&mut buf, classes, f);
+    Ok(Tensor::from_vec(buf, shape)?)
+}
+
+/// Row `i` of a row-major buffer of width `c`.
+#[inline]
+pub(crate) fn row<T>(x: &[T], i: usize, c: usize) -> &[T] {
+    &x[i * c..(i + 1) * c]
+}
+
+/// A constant `[..., C]` tensor (for naive twins) whose row `i` is filled by
+/// `f(i, row)` from zeros, recorded on `tape`.
+pub(crate) fn constant_rows<T: Float>(
+    tape: &Tape<T>,
+    shape: &Shape,
+    classes: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) -> Result<Var<T>> {
+    Ok(tape.constant(grad_rows(shape, classes, f)?))
+}
+
+/// Reduce a naive per-row loss with the same denominator rule as
+/// [`reduce_rows`], with primitive ops.
+pub(crate) fn reduce_rows_naive<T: Float>(loss: Var<T>, r: Reduction, denom: T) -> Result<Var<T>> {
+    match r {
+        Reduction::None => Ok(loss),
+        Reduction::Sum => loss.sum_all(),
+        Reduction::Mean | Reduction::BatchMean => {
+            let inv = if denom == T::zero() {
+                T::zero()
+            } else {
+                T::one() / denom
+            };
+            loss.sum_all()?.mul_scalar(inv)
+        }
+    }
+}
+
+/// The log-sum-exp of one row kept as two parts, `lse = max + log_sum` with
+/// `log_sum = log Σ_c e^{z_c − max}` in `[0, log C]`.
+///
+/// Kept apart because adding them rounds: in f32, `lse` of logits near 7000
+/// carries an absolute error of ~2e-4, which would become the relative error
+/// of a loss near 1 and of every probability. `z_k − max` is exact for the
+/// classes that matter, so `−log p_k = (max − z_k) + log_sum` and
+/// `p_k = e^{(z_k − max) − log_sum}` keep full precision.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Lse<T> {
+    /// The row's largest logit (NaN if any is NaN).
+    pub max: T,
+    /// `log Σ_c e^{z_c − max}` (0 when `max` is not finite).
+    pub log_sum: T,
+}
+
+impl<T: Float> Lse<T> {
+    /// The parts of row `z`'s log-sum-exp.
+    pub fn of(z: &[T]) -> Self {
+        let max = row_max(z);
+        if !max.is_finite() {
+            return Lse {
+                max,
+                log_sum: T::zero(),
+            };
+        }
+        let s: T = z.iter().map(|&x| (x - max).exp()).sum();
+        Lse {
+            max,
+            log_sum: s.ln(),
+        }
+    }
+    /// `−log softmax(z)_k = lse − z_k`.
+    #[inline]
+    pub fn nlp(self, zk: T) -> T {
+        (self.max - zk) + self.log_sum
+    }
+    /// `softmax(z)_k = e^{z_k − lse}`.
+    #[inline]
+    pub fn p(self, zk: T) -> T {
+        ((zk - self.max) - self.log_sum).exp()
+    }
+}
+
+/// The largest element, NaN if any is NaN (−∞ for an empty row).
+fn row_max<T: Float>(z: &[T]) -> T {
+    z.iter().fold(
+        T::neg_infinity(),
+        |a, &x| if x > a || x.is_nan() { x } else { a },
+    )
+}
+
+/// The softmax of one row seen from its true class `y`, without cancellation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TrueClass<T> {
+    /// The row's log-sum-exp.
+    pub lse: Lse<T>,
+    /// `log p_y`.
+    pub log_p: T,
+    /// `p_y`.
+    pub p: T,
+    /// `1 − p_y`, summed from the other classes (`Σ_{c≠y} p_c`), so it keeps
+    /// its relative precision when `p_y` is close to 1.
+    pub q: T,
+}
+
+/// [`TrueClass`] of row `z` for class `y < z.len()`.
+///
+/// With `m = max z`, `s_y = e^{z_y − m}` and `s_o = Σ_{c≠y} e^{z_c − m}`:
+/// `p_y = s_y/(s_y + s_o)`, `1 − p_y = s_o/(s_y + s_o)`, and
+/// `log p_y = −log1p(s_o/s_y)` when `y` holds most of the mass (so a tiny
+/// `log p_y` keeps its digits), else `(z_y − m) − log(s_y + s_o)`.
+pub(crate) fn true_class<T: Float>(z: &[T], y: usize) -> TrueClass<T> {
+    let m = row_max(z);
+    let zy = z[y];
+    let sy = (zy - m).exp();
+    let so: T = z
+        .iter()
+        .enumerate()
+        .filter(|&(k, _)| k != y)
+        .map(|(_, &zk)| (zk - m).exp())
+        .sum();
+    let s = sy + so;
+    let lse = Lse {
+        max: m,
+        log_sum: s.ln(),
+    };
+    let log_p = if sy >= so {
+        -(so / sy).ln_1p()
+    } else {
+        -lse.nlp(zy)
+    };
+    TrueClass {
+        lse,
+        log_p,
+        p: sy / s,
+        q: so / s,
+    }
+}
