@@ -42,10 +42,8 @@ proptest! {
     fn axis_ops_on_vars_never_panic(d in dims(), axis in 0usize..5) {
         let tape = Tape::<f32>::new();
         let x = tape.leaf(Tensor::ones(d));
-        for r in [x.sum(axis, false), x.mean(axis, true), x.max(axis, false), x.min(axis, true), x.logsumexp(axis, false), x.narrow(axis, 0, 1), x.transpose(axis, 0)] {
-            if let Ok(y) = r {
-                let _ = y.sum_all().and_then(|s| s.backward());
-            }
+        for r in [x.sum(axis, false), x.mean(axis, true), x.max(axis, false), x.min(axis, true), x.logsumexp(axis, false), x.narrow(axis, 0, 1), x.transpose(axis, 0)].into_iter().flatten() {
+            let _ = r.sum_all().and_then(|s| s.backward());
         }
     }
 }

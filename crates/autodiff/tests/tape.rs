@@ -83,7 +83,12 @@ impl CustomOp<f64> for WrongSquare {
 fn gradcheck_catches_a_wrong_backward() {
     let x = Tensor::<f64>::randn([4], 0.0, 1.0, 5).unwrap();
     let tape_fn = |v: &[lossgraph_autodiff::Var<f64>]| v[0].tape().apply(WrongSquare, &[&v[0]]);
-    let report = gradcheck(tape_fn, &[x.clone()], &GradcheckOptions::default()).unwrap();
+    let report = gradcheck(
+        tape_fn,
+        std::slice::from_ref(&x),
+        &GradcheckOptions::default(),
+    )
+    .unwrap();
     assert!(!report.passed());
     let m = &report.mismatches[0];
     assert_eq!(m.input, Some(0));

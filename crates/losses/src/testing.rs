@@ -51,10 +51,13 @@ pub fn assert_close(what: &str, got: &Tensor<f64>, want: &Tensor<f64>, rtol: f64
     }
 }
 
+/// A function of leaf vars, as gradcheck takes it.
+pub type VarFn<'a> = dyn Fn(&[Var<f64>]) -> Result<Var<f64>> + 'a;
+
 /// Evaluate `f` on leaves made from `inputs` with a seeded cotangent; return
 /// the output and every input's gradient.
 pub fn value_and_grads(
-    f: &dyn Fn(&[Var<f64>]) -> Result<Var<f64>>,
+    f: &VarFn<'_>,
     inputs: &[Tensor<f64>],
     seed: u64,
 ) -> (Tensor<f64>, Vec<Tensor<f64>>) {

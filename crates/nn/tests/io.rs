@@ -91,7 +91,7 @@ fn reads_a_file_written_by_another_writer() {
     // writes: u64 header length, JSON header padded with spaces to 8 bytes, data
     let header = br#"{"w":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]}}"#;
     let mut header = header.to_vec();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();

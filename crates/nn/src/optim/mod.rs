@@ -41,7 +41,7 @@ pub trait Optimizer<T: Float> {
 /// `InvalidOption` for optimizer `op` unless `lo <= v` (and `v < hi` when
 /// given) and `v` is finite.
 pub(crate) fn check_range(op: &str, name: &str, v: f64, lo: f64, hi: Option<f64>) -> Result<()> {
-    let ok = v.is_finite() && v >= lo && hi.map_or(true, |h| v < h);
+    let ok = v.is_finite() && v >= lo && hi.is_none_or(|h| v < h);
     if ok {
         return Ok(());
     }
