@@ -82,6 +82,33 @@ impl<T: Element> Tensor<T> {
         perm.swap(a0, a1);
         self.permute(&perm)
     }
+    /// A contiguous copy with the last two axes swapped, by 32×32 tiles so
+    /// that both the reads and the writes stay in cache.
+    pub(crate) fn transpose_last2(&self) -> Tensor<T> {
+        let nd = self.ndim();
+        debug_assert!(nd >= 2);
+        let (r, c) = (self.dims()[nd - 2], self.dims()[nd - 1]);
+        let batch = self.numel() / (r * c).max(1);
+        let src = self.as_slice();
+        let mut out = vec![T::default(); self.numel()];
+        const TILE: usize = 32;
+        for b in 0..batch {
+            let (s, d) = (&src[b * r * c..(b + 1) * r * c], &mut out[b * r * c..(b + 1) * r * c]);
+            for i0 in (0..r).step_by(TILE) {
+                for j0 in (0..c).step_by(TILE) {
+                    for i in i0..(i0 + TILE).min(r) {
+                        for j in j0..(j0 + TILE).min(c) {
+                            d[j * r + i] = s[i * c + j];
+                        }
+                    }
+                }
+            }
+        }
+        let mut dims = self.dims().to_vec();
+        dims.swap(nd - 2, nd - 1);
+        Tensor::from_parts(out, Shape::from(dims))
+    }
+
     /// Swap the last two axes of a 2-D or higher tensor.
     ///
     /// # Errors
