@@ -16,3 +16,11 @@ pub mod prelude {
     };
     pub use lossgraph_tensor::{Float, IndexTensor, Shape, Tensor};
 }
+
+/// The guide: one page per loss family, numerical stability, and writing
+/// your own fused op. The pages live in `docs/`; they are included here so
+/// that every Rust snippet in them is compiled and run as a doctest.
+pub mod guide {
+    #[doc = include_str!("../docs/regression.md")]
+    pub mod regression {}
+}
