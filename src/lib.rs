@@ -23,4 +23,6 @@ pub mod prelude {
 pub mod guide {
     #[doc = include_str!("../docs/regression.md")]
     pub mod regression {}
+    #[doc = include_str!("../docs/classification.md")]
+    pub mod classification {}
 }
