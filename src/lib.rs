@@ -25,4 +25,10 @@ pub mod guide {
     pub mod regression {}
     #[doc = include_str!("../docs/classification.md")]
     pub mod classification {}
+    #[doc = include_str!("../docs/probabilistic.md")]
+    pub mod probabilistic {}
+    #[doc = include_str!("../docs/contrastive-and-ranking.md")]
+    pub mod contrastive_and_ranking {}
+    #[doc = include_str!("../docs/preference.md")]
+    pub mod preference {}
 }
