@@ -31,4 +31,6 @@ pub mod guide {
     pub mod contrastive_and_ranking {}
     #[doc = include_str!("../docs/preference.md")]
     pub mod preference {}
+    #[doc = include_str!("../docs/reductions-and-masking.md")]
+    pub mod reductions_and_masking {}
 }
