@@ -33,4 +33,6 @@ pub mod guide {
     pub mod preference {}
     #[doc = include_str!("../docs/reductions-and-masking.md")]
     pub mod reductions_and_masking {}
+    #[doc = include_str!("../docs/numerical-stability.md")]
+    pub mod numerical_stability {}
 }
