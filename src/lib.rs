@@ -35,4 +35,6 @@ pub mod guide {
     pub mod reductions_and_masking {}
     #[doc = include_str!("../docs/numerical-stability.md")]
     pub mod numerical_stability {}
+    #[doc = include_str!("../docs/custom-ops.md")]
+    pub mod custom_ops {}
 }
