@@ -256,7 +256,7 @@ fn a_wrong_backward_is_caught() {
             let op = Poly1WrongBackward(op_for(&t, 1.0));
             v[0].tape().apply(op, &[&v[0]])
         },
-        &[z.clone()],
+        std::slice::from_ref(&z),
         &GradcheckOptions::default(),
     )
     .unwrap();
