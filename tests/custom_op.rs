@@ -161,6 +161,29 @@ impl CustomOp<f64> for Poly1NoBackward {
     }
 }
 
+/// The forward with a backward that breaks the contract: a gradient of the
+/// wrong shape (`shape: true`) or none at all for a tracked input.
+struct Poly1BadGradient {
+    inner: Poly1,
+    shape: bool,
+}
+
+impl CustomOp<f64> for Poly1BadGradient {
+    type Saved = RowStats<f64>;
+    fn name(&self) -> &str {
+        "poly1_bad_gradient"
+    }
+    fn forward(&self, inputs: &[&Tensor<f64>]) -> Result<(Tensor<f64>, RowStats<f64>)> {
+        self.inner.forward(inputs)
+    }
+    fn backward(
+        &self,
+        _: &BackwardCtx<'_, f64, RowStats<f64>>,
+    ) -> Result<Vec<Option<Tensor<f64>>>> {
+        Ok(vec![self.shape.then(|| Tensor::zeros([1]))])
+    }
+}
+
 fn ids(v: &[i64]) -> IndexTensor {
     Tensor::from_vec(v.to_vec(), [v.len()]).unwrap()
 }
@@ -329,4 +352,27 @@ fn poly1_rejects_bad_input() {
     assert_eq!(e.kind(), ErrorKind::InvalidTarget);
     let e = poly1(&z, &ids(&[0]), 1.0).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ShapeMismatch);
+}
+
+#[test]
+fn a_backward_that_breaks_the_contract_is_an_error() {
+    let t = ids(&[1, 0]);
+    for shape in [true, false] {
+        let tape = Tape::<f64>::new();
+        let z = tape.leaf(Tensor::zeros([2, 3]));
+        let op = Poly1BadGradient {
+            inner: op_for(&t, 1.0),
+            shape,
+        };
+        let y = tape.apply(op, &[&z]).unwrap();
+        let err = y.sum_all().unwrap().backward().unwrap_err();
+        if shape {
+            assert!(matches!(err, Error::BadGradient { .. }), "{err}");
+        } else {
+            assert!(
+                matches!(err, Error::MissingGradient { input: 0, .. }),
+                "{err}"
+            );
+        }
+    }
 }
