@@ -16,3 +16,25 @@ pub mod prelude {
     };
     pub use lossgraph_tensor::{Float, IndexTensor, Shape, Tensor};
 }
+
+/// The guide: one page per loss family, numerical stability, and writing
+/// your own fused op. The pages live in `docs/`; they are included here so
+/// that every Rust snippet in them is compiled and run as a doctest.
+pub mod guide {
+    #[doc = include_str!("../docs/regression.md")]
+    pub mod regression {}
+    #[doc = include_str!("../docs/classification.md")]
+    pub mod classification {}
+    #[doc = include_str!("../docs/probabilistic.md")]
+    pub mod probabilistic {}
+    #[doc = include_str!("../docs/contrastive-and-ranking.md")]
+    pub mod contrastive_and_ranking {}
+    #[doc = include_str!("../docs/preference.md")]
+    pub mod preference {}
+    #[doc = include_str!("../docs/reductions-and-masking.md")]
+    pub mod reductions_and_masking {}
+    #[doc = include_str!("../docs/numerical-stability.md")]
+    pub mod numerical_stability {}
+    #[doc = include_str!("../docs/custom-ops.md")]
+    pub mod custom_ops {}
+}
