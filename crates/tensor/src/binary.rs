@@ -29,10 +29,56 @@ pub fn broadcast_map<T: Element, U: Element>(
         let x = a.as_slice()[0];
         return Ok(b.map(move |y| f(x, y)));
     }
+    // One side repeats along the leading axes of the other (a bias row added
+    // to every row): zip each row of the big side with the small side.
+    if let Some(out) = rows_zip(a, b, &out_shape, &f) {
+        return Ok(out);
+    }
     let sa = broadcast_strides(a.shape(), &out_shape);
     let sb = broadcast_strides(b.shape(), &out_shape);
     let data = strided_zip(&out_shape, a.as_slice(), &sa, b.as_slice(), &sb, f);
     Ok(Tensor::from_parts(data, out_shape))
+}
+
+/// `b`'s dims without their leading 1s.
+fn core_dims(t: &Shape) -> &[usize] {
+    let d = t.dims();
+    &d[d.iter().position(|&x| x != 1).unwrap_or(d.len())..]
+}
+
+/// The fast path of [`broadcast_map`] when one input is a trailing block of
+/// the other (and of the output): `None` when it does not apply.
+fn rows_zip<T: Element, U: Element>(
+    a: &Tensor<T>,
+    b: &Tensor<T>,
+    out_shape: &Shape,
+    f: &(impl Fn(T, T) -> U + Sync + Send),
+) -> Option<Tensor<U>> {
+    let n = out_shape.numel();
+    if n == 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(n);
+    if a.shape() == out_shape
+        && !core_dims(b.shape()).is_empty()
+        && a.dims().ends_with(core_dims(b.shape()))
+    {
+        let row = b.as_slice();
+        for chunk in a.as_slice().chunks(row.len()) {
+            out.extend(chunk.iter().zip(row).map(|(&x, &y)| f(x, y)));
+        }
+    } else if b.shape() == out_shape
+        && !core_dims(a.shape()).is_empty()
+        && b.dims().ends_with(core_dims(a.shape()))
+    {
+        let row = a.as_slice();
+        for chunk in b.as_slice().chunks(row.len()) {
+            out.extend(row.iter().zip(chunk).map(|(&x, &y)| f(x, y)));
+        }
+    } else {
+        return None;
+    }
+    Some(Tensor::from_parts(out, out_shape.clone()))
 }
 
 /// Walk `out_shape` in row-major order, reading `a` and `b` through strides.
@@ -162,11 +208,7 @@ impl<T: Float> Tensor<T> {
         // Common case (a bias gradient): `shape` is the trailing block of this
         // shape, so summing is adding up consecutive rows of that block.
         let kept: usize = shape.numel();
-        let core: &[usize] = {
-            let d = shape.dims();
-            &d[d.iter().position(|&x| x != 1).unwrap_or(d.len())..]
-        };
-        let trailing = self.dims().ends_with(core);
+        let trailing = self.dims().ends_with(core_dims(shape));
         if trailing && kept > 0 {
             let mut out = vec![T::zero(); kept];
             for row in self.as_slice().chunks(kept) {

@@ -93,7 +93,10 @@ impl<T: Element> Tensor<T> {
         let mut out = vec![T::default(); self.numel()];
         const TILE: usize = 32;
         for b in 0..batch {
-            let (s, d) = (&src[b * r * c..(b + 1) * r * c], &mut out[b * r * c..(b + 1) * r * c]);
+            let (s, d) = (
+                &src[b * r * c..(b + 1) * r * c],
+                &mut out[b * r * c..(b + 1) * r * c],
+            );
             for i0 in (0..r).step_by(TILE) {
                 for j0 in (0..c).step_by(TILE) {
                     for i in i0..(i0 + TILE).min(r) {
