@@ -17,6 +17,10 @@ pub mod prelude {
     pub use lossgraph_tensor::{Float, IndexTensor, Shape, Tensor};
 }
 
+/// The README, included so that its snippets are compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+pub mod readme {}
+
 /// The guide: one page per loss family, numerical stability, and writing
 /// your own fused op. The pages live in `docs/`; they are included here so
 /// that every Rust snippet in them is compiled and run as a doctest.
