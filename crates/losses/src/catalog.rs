@@ -249,7 +249,9 @@ impl Sampler {
     }
 }
 
-/// Valid random inputs for `op` at `size`, seeded. `None` for an unknown op.
+/// Valid random inputs for `op` at `size`, seeded. Values stay a step away
+/// from the edges of their domains (probabilities in [0.05, 0.95], weights
+/// ≥ 0.05) so that finite differences do not step outside them. `None` for an unknown op.
 ///
 /// Options that change which inputs exist (quantile's `taus`, cross_entropy's
 /// soft targets via `soft_targets`) are read from `options`.
@@ -295,10 +297,10 @@ pub fn sample_inputs(
         }
         "bce" => {
             s.uniform("probs", &nc, 0.05, 0.95)
-                .uniform("target", &nc, 0.0, 1.0);
+                .uniform("target", &nc, 0.05, 0.95);
         }
         "bce_with_logits" | "sigmoid_focal" => {
-            s.normal("logits", &nc).uniform("target", &nc, 0.0, 1.0);
+            s.normal("logits", &nc).uniform("target", &nc, 0.05, 0.95);
         }
         "cross_entropy" => {
             s.normal("logits", &nc);
@@ -361,7 +363,7 @@ pub fn sample_inputs(
             s.normal("values", &nc).binary("mask", &nc);
         }
         "weighted_mean" => {
-            s.normal("values", &nc).uniform("weights", &nc, 0.0, 1.0);
+            s.normal("values", &nc).uniform("weights", &nc, 0.05, 1.0);
         }
         "linear_cross_entropy" => {
             let h = size.hidden;
@@ -473,6 +475,18 @@ pub fn call(op: &str, options: &BTreeMap<String, OptValue>, size: Size, seed: u6
         options,
         inputs,
     })
+}
+
+/// Real inputs that hold discrete labels (±1, {0, 1}): they are
+/// differentiable, but a finite-difference step moves them off the label set,
+/// which the op rejects. Gradient checks hold them constant.
+pub fn label_inputs(op: &str) -> &'static [&'static str] {
+    match op {
+        "hinge" | "margin_ranking" => &["target"],
+        "contrastive" => &["similar"],
+        "masked_mean" => &["mask"],
+        _ => &[],
+    }
 }
 
 /// Options rendered as `key=value` pairs, for tables.
