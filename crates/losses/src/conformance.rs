@@ -304,6 +304,22 @@ pub fn run_all(cases: &[Case]) -> Vec<Outcome> {
         .collect()
 }
 
+/// Print one line per failing run, then the closing line; returns whether
+/// the run counts as a pass (no failure and at least one run).
+pub fn print_report(outcomes: &[Outcome]) -> bool {
+    for o in outcomes.iter().filter(|o| o.failure.is_some()) {
+        println!(
+            "FAIL {} [{}]: {}",
+            o.id,
+            o.dtype,
+            o.failure.as_deref().unwrap_or("")
+        );
+    }
+    println!("{}", summary(outcomes));
+    let failed = outcomes.iter().any(|o| o.failure.is_some());
+    !failed && !outcomes.is_empty()
+}
+
 /// The closing line: `conformance: N passed, M failed`.
 pub fn summary(outcomes: &[Outcome]) -> String {
     let failed = outcomes.iter().filter(|o| o.failure.is_some()).count();

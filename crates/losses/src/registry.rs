@@ -62,39 +62,6 @@ pub struct Built<T: Float> {
     pub leaves: BTreeMap<String, Var<T>>,
 }
 
-/// The op names of the catalog, in `LOSSES.md` order.
-pub const OPS: &[&str] = &[
-    "mse",
-    "mae",
-    "huber",
-    "smooth_l1",
-    "log_cosh",
-    "quantile",
-    "gaussian_nll",
-    "poisson_nll",
-    "bce",
-    "bce_with_logits",
-    "cross_entropy",
-    "nll",
-    "hinge",
-    "multi_margin",
-    "sigmoid_focal",
-    "softmax_focal",
-    "brier",
-    "kl_div",
-    "kl_logits",
-    "gaussian_kl",
-    "contrastive",
-    "triplet",
-    "info_nce",
-    "margin_ranking",
-    "bradley_terry",
-    "dpo",
-    "masked_mean",
-    "weighted_mean",
-    "linear_cross_entropy",
-];
-
 /// The names of `call`'s real (differentiable) inputs, sorted.
 pub fn real_inputs(call: &Call) -> Vec<String> {
     call.inputs

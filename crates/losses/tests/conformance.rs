@@ -5,7 +5,7 @@
 //! vendored `tests/conformance/`. Prints one line per failing case and closes
 //! with `conformance: N passed, M failed`; fails if M > 0 or N == 0.
 
-use lossgraph_losses::conformance::{load_dir, run_all, summary};
+use lossgraph_losses::conformance::{load_dir, print_report, run_all};
 use std::path::PathBuf;
 
 fn main() {
@@ -19,19 +19,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let outcomes = run_all(&cases);
-    for o in outcomes.iter().filter(|o| o.failure.is_some()) {
-        println!(
-            "FAIL {} [{}]: {}",
-            o.id,
-            o.dtype,
-            o.failure.as_deref().unwrap_or("")
-        );
-    }
-    let passed = outcomes.iter().filter(|o| o.failure.is_none()).count();
-    let failed = outcomes.len() - passed;
-    println!("{}", summary(&outcomes));
-    if failed > 0 || passed == 0 {
+    if !print_report(&run_all(&cases)) {
         std::process::exit(1);
     }
 }

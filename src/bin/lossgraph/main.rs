@@ -43,7 +43,7 @@ struct ConformanceArgs {
 }
 
 fn conformance(args: ConformanceArgs) -> ExitCode {
-    use lossgraph::losses::conformance::{load_dir, run_all, summary};
+    use lossgraph::losses::conformance::{load_dir, print_report, run_all};
     let dir = args.dir.unwrap_or_else(|| {
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crates/losses/tests/conformance")
     });
@@ -54,21 +54,10 @@ fn conformance(args: ConformanceArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let outcomes = run_all(&cases);
-    for o in outcomes.iter().filter(|o| o.failure.is_some()) {
-        println!(
-            "FAIL {} [{}]: {}",
-            o.id,
-            o.dtype,
-            o.failure.as_deref().unwrap_or("")
-        );
-    }
-    println!("{}", summary(&outcomes));
-    let failed = outcomes.iter().any(|o| o.failure.is_some());
-    if failed || outcomes.is_empty() {
-        ExitCode::FAILURE
-    } else {
+    if print_report(&run_all(&cases)) {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
