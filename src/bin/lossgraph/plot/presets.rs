@@ -6,7 +6,9 @@
 //! gradient under a token mean and a per-row mean).
 
 use super::draw::{Figure, Panel, Series};
-use super::{err, sweep_figure, Axis, Curve, Sweep, R};
+use super::sweep::{same_points, sweep_figure, Curve, Sweep};
+use super::wire::Axis;
+use super::{err, R};
 use lossgraph::autodiff::{Tape, Var};
 use lossgraph::losses::registry::{build_from_vars, Call, Flavor, InputValue, OptValue};
 use lossgraph::tensor::Tensor;
@@ -322,7 +324,7 @@ fn reductions(range: Option<(f64, f64)>) -> R<Figure> {
             .iter()
             .zip(&per_row)
             .find(|(a, b): &(&Series, &Series)| {
-                super::same_points(&a.points, &items) && super::same_points(&b.points, &rows)
+                same_points(&a.points, &items) && same_points(&b.points, &rows)
             });
         let dashed = twin.is_some();
         if let Some((a, _)) = twin {
