@@ -4,6 +4,7 @@
 mod alloc;
 mod bench;
 mod gradcheck;
+mod plot;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -24,6 +25,7 @@ enum Command {
     Gradcheck(gradcheck::Args),
     Conformance(ConformanceArgs),
     Bench(bench::Args),
+    Plot(plot::Args),
 }
 
 /// Run conformance case files and print `conformance: N passed, M failed`.
@@ -67,5 +69,6 @@ fn main() -> ExitCode {
         Command::Gradcheck(a) => gradcheck::run(a),
         Command::Conformance(a) => conformance(a),
         Command::Bench(a) => bench::run(a),
+        Command::Plot(a) => plot::run(a),
     }
 }

@@ -1,0 +1,139 @@
+//! The `lossgraph` command end to end: plot writes real SVG and PNG files,
+//! gradcheck and conformance print their summary lines and exit 0, and
+//! `plot --help` documents every preset.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn lossgraph(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lossgraph"))
+        .args(args)
+        .output()
+        .expect("the lossgraph binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// The `N` of a `PREFIX N passed, M failed` line, when `M` is 0.
+fn passed_with_no_failure(text: &str, prefix: &str) -> Option<usize> {
+    let line = text.lines().find(|l| l.starts_with(prefix))?;
+    let rest = line.strip_prefix(prefix)?.trim();
+    let (n, tail) = rest.split_once(" passed, ")?;
+    (tail == "0 failed").then(|| n.parse().ok())?
+}
+
+#[test]
+fn plot_regression_preset_writes_svg_and_png() {
+    let svg = tmp("cli-regression.svg");
+    let o = lossgraph(&[
+        "plot",
+        "--preset",
+        "regression",
+        "--out",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&svg).expect("the svg exists");
+    assert!(text.starts_with("<svg"), "not an svg");
+    assert!(
+        text.len() > 20_000,
+        "a 5-curve chart is more than {} bytes",
+        text.len()
+    );
+    // titles, legend and axis labels are text in the svg
+    for want in [
+        "Regression losses vs the residual",
+        "huber delta=1",
+        "quantile tau=0.9",
+        "∂loss/∂x",
+    ] {
+        assert!(text.contains(want), "the svg lacks {want:?}");
+    }
+
+    let png = tmp("cli-regression.png");
+    let o = lossgraph(&[
+        "plot",
+        "--preset",
+        "regression",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bytes = std::fs::read(&png).expect("the png exists");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(
+        bytes.len() > 20_000,
+        "a chart png is more than {} bytes",
+        bytes.len()
+    );
+}
+
+#[test]
+fn plot_rejects_bad_requests_with_a_message() {
+    let out = tmp("cli-bad.svg");
+    let out = out.to_str().unwrap();
+    for (args, says) in [
+        (vec!["plot", "msee", "--out", out], "unknown op"),
+        (
+            vec!["plot", "mse", "--against", "logit", "--out", out],
+            "cannot be drawn against logit",
+        ),
+        (
+            vec!["plot", "mse", "--opt", "gamma=2", "--out", out],
+            "no op accepts it",
+        ),
+        (vec!["plot", "mse", "--out", "chart.txt"], ".png or .svg"),
+    ] {
+        let o = lossgraph(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn gradcheck_huber_passes() {
+    let o = lossgraph(&["gradcheck", "huber", "--seed", "1"]);
+    let text = stdout(&o);
+    assert!(o.status.success(), "{text}");
+    let n = passed_with_no_failure(&text, "gradcheck (f64): ").expect("a summary line");
+    assert!(n > 0, "{text}");
+}
+
+#[test]
+fn conformance_passes() {
+    let o = lossgraph(&["conformance"]);
+    let text = stdout(&o);
+    assert!(o.status.success(), "{text}");
+    let n = passed_with_no_failure(&text, "conformance: ").expect("a summary line");
+    assert!(n > 0, "{text}");
+}
+
+#[test]
+fn plot_help_names_every_preset() {
+    let o = lossgraph(&["plot", "--help"]);
+    assert!(o.status.success());
+    let help = stdout(&o);
+    for preset in [
+        "regression",
+        "focal",
+        "margins",
+        "temperature",
+        "reductions",
+    ] {
+        assert!(
+            help.contains(&format!("\n  {preset} ")) || help.contains(&format!("  {preset}  ")),
+            "plot --help does not describe the preset {preset}:\n{help}"
+        );
+    }
+    assert!(help.contains("Examples:"));
+    assert!(help.contains("--against"));
+}
