@@ -12,7 +12,8 @@ mod sweep;
 mod wire;
 
 use draw::{Figure, Layout};
-use lossgraph::losses::registry::{OptValue, OPS};
+use lossgraph::losses::catalog::CATALOG;
+use lossgraph::losses::registry::OptValue;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -187,10 +188,11 @@ fn parse_op(s: &str) -> R<OpSpec> {
         Some(n) => (n, true),
         None => (head, false),
     };
-    if !OPS.contains(&name) {
+    if !CATALOG.iter().any(|o| o.name == name) {
+        let names: Vec<&str> = CATALOG.iter().map(|o| o.name).collect();
         return Err(format!(
             "unknown op {name:?}; the ops are: {}",
-            OPS.join(", ")
+            names.join(", ")
         ));
     }
     let settings = parts.map(parse_setting).collect::<R<Vec<_>>>()?;
