@@ -74,7 +74,7 @@ impl Default for SoftmaxFocalOptions {
 /// `ShapeMismatch` when `target` is not the logits' shape without the last
 /// axis, for 0-d logits or `C = 0`, or for `alpha` of length ≠ C;
 /// `InvalidTarget` for an id outside `[0, C)` that is not `ignore_index`;
-/// `InvalidOption` for `γ < 0` or `batchmean`.
+/// `InvalidOption` for `γ < 0`, an infinite `γ`, or `batchmean`.
 pub fn softmax_focal<T: Float>(
     logits: &Var<T>,
     target: &Tensor<i64>,
@@ -98,7 +98,13 @@ struct Focal<T> {
 impl<T: Float> Focal<T> {
     fn new(shape: &Shape, ids: &Tensor<i64>, o: &SoftmaxFocalOptions) -> Result<Self> {
         no_batchmean(OP, o.reduction)?;
-        check_option(OP, "gamma", o.gamma, o.gamma >= 0.0, "[0, ∞)")?;
+        check_option(
+            OP,
+            "gamma",
+            o.gamma,
+            o.gamma >= 0.0 && o.gamma.is_finite(),
+            "[0, ∞), finite",
+        )?;
         let rows = check_ids(OP, shape, ids, Some(o.ignore_index))?;
         let alpha = per_class::<T>(OP, "alpha", o.alpha.as_deref(), rows.classes)?;
         let kept = ids
@@ -334,6 +340,14 @@ mod tests {
         );
         assert_eq!(
             kind(softmax_focal_naive(&z, &ids(&[0, 1], &[2]), &g)),
+            Some(ErrorKind::InvalidOption)
+        );
+        let inf = SoftmaxFocalOptions {
+            gamma: f64::INFINITY,
+            ..Default::default()
+        };
+        assert_eq!(
+            kind(softmax_focal(&z, &ids(&[0, 1], &[2]), &inf)),
             Some(ErrorKind::InvalidOption)
         );
     }
