@@ -59,6 +59,27 @@ pub trait Float:
     /// Convert to `f64` (exact for both types).
     fn as_f64(self) -> f64;
 
+    /// `eˣ` for hot loops: for `f32` the branch-free polynomial
+    /// [`simd::exp_f32`](crate::simd::exp_f32) (~1 ulp), which vectorises;
+    /// for `f64` the exact `exp` (the f64 paths are the reference).
+    #[inline(always)]
+    fn fast_exp(self) -> Self {
+        self.exp()
+    }
+    /// `log x` for hot loops: [`simd::ln_f32`](crate::simd::ln_f32) for
+    /// `f32`, the exact `ln` for `f64`.
+    #[inline(always)]
+    fn fast_ln(self) -> Self {
+        self.ln()
+    }
+    /// `log(1 + x)` for hot loops:
+    /// [`simd::ln_1p_f32`](crate::simd::ln_1p_f32) for `f32`, the exact
+    /// `ln_1p` for `f64`.
+    #[inline(always)]
+    fn fast_ln_1p(self) -> Self {
+        self.ln_1p()
+    }
+
     /// `C = alpha·A·B + beta·C` for row/column-strided matrices
     /// (`matrixmultiply`'s `sgemm`/`dgemm`).
     ///
@@ -92,6 +113,18 @@ impl Float for f32 {
     #[inline]
     fn as_f64(self) -> f64 {
         self as f64
+    }
+    #[inline(always)]
+    fn fast_exp(self) -> Self {
+        crate::simd::exp_f32(self)
+    }
+    #[inline(always)]
+    fn fast_ln(self) -> Self {
+        crate::simd::ln_f32(self)
+    }
+    #[inline(always)]
+    fn fast_ln_1p(self) -> Self {
+        crate::simd::ln_1p_f32(self)
     }
     unsafe fn gemm(
         m: usize,

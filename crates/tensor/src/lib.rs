@@ -28,6 +28,7 @@ mod linalg;
 pub mod parallel;
 mod reduce;
 mod shape;
+pub mod simd;
 mod softmax;
 mod tensor;
 mod unary;

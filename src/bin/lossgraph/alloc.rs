@@ -58,3 +58,26 @@ pub fn peak_during<R>(f: impl FnOnce() -> R) -> (R, usize) {
     let peak = PEAK.load(Ordering::Relaxed);
     (r, peak.saturating_sub(base))
 }
+
+/// Make glibc's malloc keep freed memory for reuse instead of returning it to
+/// the kernel (no `mmap` for large blocks, no trimming of the heap top), so
+/// repeated calls reuse warm pages instead of faulting in fresh zeroed ones —
+/// what a caching allocator (PyTorch's CUDA one, XLA's BFC, jemalloc's
+/// retained extents) does. Returns false where this is not glibc.
+pub fn retain_heap() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::ffi::c_int;
+        extern "C" {
+            fn mallopt(param: c_int, value: c_int) -> c_int;
+        }
+        const M_TRIM_THRESHOLD: c_int = -1;
+        const M_MMAP_MAX: c_int = -4;
+        // SAFETY: mallopt only changes malloc's tuning parameters.
+        unsafe { mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, c_int::MAX) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}

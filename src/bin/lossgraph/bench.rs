@@ -16,11 +16,19 @@ use std::time::{Duration, Instant};
 
 /// Benchmark every loss: fused op vs naive twin, forward + backward.
 ///
-/// Prints a table: op, shape, dtype, fused ms, naive ms, speed-up, fused peak
-/// bytes, naive peak bytes. Times are medians over repetitions (each a fresh
-/// tape: forward, backward, drop); peak bytes are the most heap in use above
-/// the level before the call, from a counting allocator in this binary.
+/// Prints a table: op, shape, fused and naive ms (median), speed-up, fused and
+/// naive ms (min), peak heap of each, and that peak less the gradients the
+/// run returns ("scr.": the scratch memory). Each repetition is a fresh tape:
+/// forward, backward of a ones cotangent, drop; fused and naive repetitions
+/// alternate, after one warm-up each. Peak bytes are the most heap in use
+/// above the level before the run, from a counting allocator in this binary.
 /// Threads: rayon's default (all cores) unless RAYON_NUM_THREADS is set.
+/// Kernels: the widest of AVX-512 / AVX2 / baseline this CPU has.
+///
+/// By default the system allocator runs as is, so fresh output buffers pay
+/// their page faults (glibc returns blocks of 32 MiB and more to the kernel
+/// on free); --retain-heap keeps freed memory for reuse, as a caching
+/// allocator would, to show the kernels' own cost.
 ///
 /// Examples:
 ///   lossgraph bench --quick
@@ -37,6 +45,16 @@ pub struct Args {
     /// Run only this op.
     #[arg(long)]
     op: Option<String>,
+    /// Exactly this many timed repetitions per flavor (no time budget); for
+    /// profiling.
+    #[arg(long)]
+    reps: Option<usize>,
+    /// Keep freed heap memory for reuse (glibc: no mmap for large blocks, no
+    /// trimming), as a caching allocator would; by default the system
+    /// allocator's behaviour is measured as is, page faults of fresh output
+    /// buffers included.
+    #[arg(long)]
+    retain_heap: bool,
 }
 
 /// One benchmark: an op, its size and options.
@@ -103,62 +121,93 @@ struct Row {
     shape: String,
     options: String,
     dtype: &'static str,
-    fused_ms: f64,
-    naive_ms: f64,
-    fused_peak: usize,
-    naive_peak: usize,
+    fused: Timing,
+    naive: Timing,
+    fused_peak: Peak,
+    naive_peak: Peak,
 }
 
-/// Leaves for one run (Arc clones of the prepared f32 tensors: no copy).
-fn run_once(c: &Call, flavor: Flavor, inputs: &[(String, Tensor<f32>)]) -> Result<(), String> {
+/// Milliseconds of the timed repetitions.
+struct Timing {
+    median: f64,
+    min: f64,
+    reps: usize,
+}
+
+/// Heap bytes of one run above the level before it: the peak, and the
+/// peak less the gradients the run returns (its scratch memory).
+#[derive(Clone, Copy)]
+struct Peak {
+    total: usize,
+    scratch: usize,
+}
+
+/// One forward + backward on a fresh tape (leaves are Arc clones of the
+/// prepared f32 tensors: no copy); returns the bytes of the gradients.
+fn run_once(c: &Call, flavor: Flavor, inputs: &[(String, Tensor<f32>)]) -> Result<usize, String> {
     let tape = Tape::<f32>::new();
     let vars: BTreeMap<String, Var<f32>> = inputs
         .iter()
         .map(|(n, t)| (n.clone(), tape.leaf(t.clone())))
         .collect();
-    let b = build_from_vars(&tape, c, flavor, vars).map_err(|e| e.to_string())?;
+    let b = build_from_vars(&tape, c, flavor, vars.clone()).map_err(|e| e.to_string())?;
     let out = b.output.value();
     let g = b
         .output
         .backward_with(Tensor::ones(out.shape().clone()))
         .map_err(|e| e.to_string())?;
+    let bytes = vars
+        .values()
+        .filter_map(|v| g.get(v))
+        .map(|t| t.numel() * std::mem::size_of::<f32>())
+        .sum();
     std::hint::black_box(&g);
-    Ok(())
+    Ok(bytes)
 }
 
-/// Median milliseconds over repetitions, within a time budget.
-fn time(
+/// Time fused and naive runs in alternation (so both see the same machine
+/// load), up to `max_reps` each within a time budget (or exactly `max_reps`
+/// when `exact`), after one warm-up run each.
+fn time_pair(
     c: &Call,
-    flavor: Flavor,
     inputs: &[(String, Tensor<f32>)],
     max_reps: usize,
-) -> Result<f64, String> {
-    run_once(c, flavor, inputs)?; // warm-up
-    let budget = Duration::from_secs(3);
+    exact: bool,
+) -> Result<(Timing, Timing), String> {
+    run_once(c, Flavor::Fused, inputs)?;
+    run_once(c, Flavor::Naive, inputs)?;
+    let budget = Duration::from_secs(6);
     let start = Instant::now();
-    let mut times = Vec::new();
-    while times.len() < max_reps && (times.len() < 3 || start.elapsed() < budget) {
-        let t = Instant::now();
-        run_once(c, flavor, inputs)?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+    let (mut fused, mut naive) = (Vec::new(), Vec::new());
+    while fused.len() < max_reps && (fused.len() < 3 || exact || start.elapsed() < budget) {
+        for (flavor, times) in [(Flavor::Fused, &mut fused), (Flavor::Naive, &mut naive)] {
+            let t = Instant::now();
+            run_once(c, flavor, inputs)?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
     }
+    Ok((summary(fused), summary(naive)))
+}
+
+fn summary(mut times: Vec<f64>) -> Timing {
     times.sort_by(|a, b| a.total_cmp(b));
-    Ok(times[times.len() / 2])
+    Timing {
+        median: times[times.len() / 2],
+        min: times[0],
+        reps: times.len(),
+    }
 }
 
-fn shape_of(c: &Call) -> String {
-    c.inputs
-        .iter()
-        .filter(|(_, v)| matches!(v, InputValue::Real(_)))
-        .take(1)
-        .map(|(_, v)| match v {
-            InputValue::Real(t) => format!("{:?}", t.dims()),
-            InputValue::Int(_) => String::new(),
-        })
-        .collect::<String>()
+fn peak(c: &Call, flavor: Flavor, inputs: &[(String, Tensor<f32>)]) -> Result<Peak, String> {
+    let (r, total) = peak_during(|| run_once(c, flavor, inputs));
+    let grads = r?;
+    Ok(Peak {
+        total,
+        scratch: total.saturating_sub(grads),
+    })
 }
 
-fn bench_spec(s: &Spec, max_reps: usize) -> Result<Row, String> {
+fn bench_spec(s: &Spec, max_reps: usize, exact: bool) -> Result<Row, String> {
     let c = call(s.op, &s.options, s.size, 1).ok_or_else(|| format!("unknown op {}", s.op))?;
     let inputs: Vec<(String, Tensor<f32>)> = real_inputs(&c)
         .into_iter()
@@ -189,20 +238,16 @@ fn bench_spec(s: &Spec, max_reps: usize) -> Result<Row, String> {
                 .unwrap_or_default()
         ),
     };
-    let _ = shape_of;
-    let fused_ms = time(&c, Flavor::Fused, &inputs, max_reps)?;
-    let naive_ms = time(&c, Flavor::Naive, &inputs, max_reps)?;
-    let (r, fused_peak) = peak_during(|| run_once(&c, Flavor::Fused, &inputs));
-    r?;
-    let (r, naive_peak) = peak_during(|| run_once(&c, Flavor::Naive, &inputs));
-    r?;
+    let (fused, naive) = time_pair(&c, &inputs, max_reps, exact)?;
+    let fused_peak = peak(&c, Flavor::Fused, &inputs)?;
+    let naive_peak = peak(&c, Flavor::Naive, &inputs)?;
     Ok(Row {
         op: s.op.to_string(),
         shape,
         options: describe(&s.options),
         dtype: "f32",
-        fused_ms,
-        naive_ms,
+        fused,
+        naive,
         fused_peak,
         naive_peak,
     })
@@ -210,6 +255,31 @@ fn bench_spec(s: &Spec, max_reps: usize) -> Result<Row, String> {
 
 fn mib(b: usize) -> String {
     format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
+}
+
+/// The conditions of a run, printed above the table.
+fn header(retain: bool, max_reps: usize) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    format!(
+        "# {cpu}; {} rayon threads; kernels: {}; allocator: {}; up to {max_reps} reps, \
+         fused and naive alternating; ms = median (min also shown); peak = most heap \
+         above the start of a run; scr. = peak less the returned gradients",
+        rayon::current_num_threads(),
+        lossgraph::tensor::simd::isa(),
+        if retain {
+            "system, freed memory retained (--retain-heap)"
+        } else {
+            "system"
+        },
+    )
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -224,7 +294,11 @@ pub fn run(args: Args) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let max_reps = if args.quick { 3 } else { 15 };
+    if args.retain_heap && !crate::alloc::retain_heap() {
+        eprintln!("lossgraph bench: --retain-heap needs glibc's malloc; measuring as is");
+    }
+    let max_reps = args.reps.unwrap_or(if args.quick { 3 } else { 15 });
+    let exact = args.reps.is_some();
     let bar = ProgressBar::new(specs.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
@@ -234,7 +308,7 @@ pub fn run(args: Args) -> ExitCode {
     let mut failed = false;
     for s in &specs {
         bar.set_message(format!("{} {}x{}", s.op, s.size.n, s.size.c));
-        match bench_spec(s, max_reps) {
+        match bench_spec(s, max_reps, exact) {
             Ok(r) => rows.push(r),
             Err(e) => {
                 bar.println(format!("{}: error: {e}", s.op));
@@ -244,21 +318,35 @@ pub fn run(args: Args) -> ExitCode {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    println!("{}", header(args.retain_heap, max_reps));
     println!(
-        "{:<22} {:<26} {:<5} {:>10} {:>10} {:>8} {:>14} {:>14}",
-        "op", "shape", "dtype", "fused ms", "naive ms", "speed-up", "fused peak", "naive peak"
+        "{:<22} {:<26} {:>9} {:>9} {:>8} {:>9} {:>9} {:>11} {:>11} {:>11} {:>11}",
+        "op",
+        "shape (f32)",
+        "fused ms",
+        "naive ms",
+        "speed-up",
+        "fused min",
+        "naive min",
+        "fused peak",
+        "naive peak",
+        "fused scr.",
+        "naive scr."
     );
     for r in &rows {
         println!(
-            "{:<22} {:<26} {:<5} {:>10.3} {:>10.3} {:>7.2}x {:>14} {:>14}",
+            "{:<22} {:<26} {:>9.3} {:>9.3} {:>7.2}x {:>9.3} {:>9.3} {:>11} {:>11} {:>11} {:>11}",
             r.op,
             r.shape,
-            r.dtype,
-            r.fused_ms,
-            r.naive_ms,
-            r.naive_ms / r.fused_ms,
-            mib(r.fused_peak),
-            mib(r.naive_peak)
+            r.fused.median,
+            r.naive.median,
+            r.naive.median / r.fused.median,
+            r.fused.min,
+            r.naive.min,
+            mib(r.fused_peak.total),
+            mib(r.naive_peak.total),
+            mib(r.fused_peak.scratch),
+            mib(r.naive_peak.scratch)
         );
     }
     if let Some(path) = &args.json {
@@ -267,8 +355,13 @@ pub fn run(args: Args) -> ExitCode {
             .map(|r| {
                 serde_json::json!({
                     "op": r.op, "shape": r.shape, "options": r.options, "dtype": r.dtype,
-                    "fused_ms": r.fused_ms, "naive_ms": r.naive_ms,
-                    "fused_peak_bytes": r.fused_peak, "naive_peak_bytes": r.naive_peak,
+                    "fused_ms": r.fused.median, "naive_ms": r.naive.median,
+                    "fused_min_ms": r.fused.min, "naive_min_ms": r.naive.min,
+                    "reps": r.fused.reps,
+                    "fused_peak_bytes": r.fused_peak.total,
+                    "naive_peak_bytes": r.naive_peak.total,
+                    "fused_scratch_bytes": r.fused_peak.scratch,
+                    "naive_scratch_bytes": r.naive_peak.scratch,
                 })
             })
             .collect();

@@ -98,7 +98,7 @@ impl<T: Float> CustomOp<T> for GaussianNll<T> {
             .map(|((&p, &t), &var)| {
                 let (r, v) = (p - t, self.clamp(var));
                 // r·(r/v): no overflow of r² where r²/v is finite
-                half * (v.ln() + r * (r / v)) + self.constant
+                half * (v.fast_ln() + r * (r / v)) + self.constant
             })
             .collect();
         let n = loss.len();

@@ -62,6 +62,7 @@ pub fn huber<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &HuberOptions) -> R
     Elementwise::new(
         "huber",
         opts.reduction,
+        #[inline(always)]
         move |p: T, t: T| {
             let a = (p - t).abs();
             if a <= d {
@@ -70,6 +71,7 @@ pub fn huber<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &HuberOptions) -> R
                 d * (a - half * d)
             }
         },
+        #[inline(always)]
         move |p: T, t: T| {
             let r = p - t;
             // clamp(r, −δ, δ), written so that NaN propagates

@@ -24,14 +24,14 @@ pub struct LogCoshOptions {
 /// Below 1 that form cancels (`|r| − log 2 + log(2 − …)` to get `≈ ½r²`), so
 /// there it uses the equal `log1p(2 sinh²(r/2))` (as `cosh r − 1 = 2 sinh²(r/2)`),
 /// accurate to a few ulps down to the smallest residuals.
-#[inline]
+#[inline(always)]
 fn log_cosh_stable<T: Float>(r: T) -> T {
     let a = r.abs();
     if a < T::one() {
         let s = (a * T::of(0.5)).sinh();
-        (T::of(2.0) * s * s).ln_1p()
+        (T::of(2.0) * s * s).fast_ln_1p()
     } else {
-        a + (T::of(-2.0) * a).exp().ln_1p() - T::LN_2()
+        a + (T::of(-2.0) * a).fast_exp().fast_ln_1p() - T::LN_2()
     }
 }
 
@@ -62,7 +62,9 @@ pub fn log_cosh<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &LogCoshOptions)
     Elementwise::new(
         "log_cosh",
         opts.reduction,
+        #[inline(always)]
         |p: T, t: T| log_cosh_stable(p - t),
+        #[inline(always)]
         |p: T, t: T| {
             let g = (p - t).tanh();
             (g, -g)

@@ -43,7 +43,9 @@ pub fn mae<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &MaeOptions) -> Resul
     Elementwise::new(
         "mae",
         opts.reduction,
+        #[inline(always)]
         |p: T, t: T| (p - t).abs(),
+        #[inline(always)]
         |p: T, t: T| {
             let s = sign(p - t);
             (s, -s)

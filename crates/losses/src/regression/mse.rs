@@ -38,7 +38,9 @@ pub fn mse<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &MseOptions) -> Resul
     Elementwise::new(
         "mse",
         opts.reduction,
+        #[inline(always)]
         |p: T, t: T| (p - t) * (p - t),
+        #[inline(always)]
         move |p: T, t: T| (two * (p - t), -two * (p - t)),
     )
     .apply(pred, target)

@@ -92,9 +92,9 @@ pub fn poisson_nll<T: Float>(
     let (log_input, full, eps) = (opts.log_input, opts.full, T::of(opts.eps));
     let loss = move |p: T, t: T| {
         let nll = if log_input {
-            p.exp() - t * p
+            p.fast_exp() - t * p
         } else {
-            p - t * (p + eps).ln()
+            p - t * (p + eps).fast_ln()
         };
         if full {
             nll + stirling(t).0
@@ -104,9 +104,9 @@ pub fn poisson_nll<T: Float>(
     };
     let grad = move |p: T, t: T| {
         let (dp, dt) = if log_input {
-            (p.exp() - t, -p)
+            (p.fast_exp() - t, -p)
         } else {
-            (T::one() - t / (p + eps), -(p + eps).ln())
+            (T::one() - t / (p + eps), -(p + eps).fast_ln())
         };
         (dp, if full { dt + stirling(t).1 } else { dt })
     };

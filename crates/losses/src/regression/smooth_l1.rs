@@ -70,6 +70,7 @@ pub fn smooth_l1<T: Float>(
         "smooth_l1",
         opts.reduction,
         // with β = 0 the first branch is never taken: |r|, as mae
+        #[inline(always)]
         move |p: T, t: T| {
             let r = p - t;
             let a = r.abs();
@@ -79,6 +80,7 @@ pub fn smooth_l1<T: Float>(
                 a - half * b
             }
         },
+        #[inline(always)]
         move |p: T, t: T| {
             let r = p - t;
             let g = if r.abs() < b { r / b } else { sign(r) };

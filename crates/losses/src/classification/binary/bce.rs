@@ -33,13 +33,40 @@ pub struct BceOptions<T: Float> {
 const LOG_FLOOR: f64 = -100.0;
 
 /// `max(v, floor)`, with NaN passing through; and whether `v` was kept.
-#[inline]
+#[inline(always)]
 fn floor_log<T: Float>(v: T, floor: T) -> (T, bool) {
     if v < floor {
         (floor, false)
     } else {
         (v, true)
     }
+}
+
+/// `−(y·log p + (1 − y)·log(1 − p))` with floored logs (the third argument,
+/// `pos_weight`, is not used by `bce`), inlined into the vectorised loops.
+#[inline(always)]
+fn item_loss<T: Float>(p: T, y: T, _: T) -> T {
+    let floor = T::of(LOG_FLOOR);
+    let (lp, _) = floor_log(p.fast_ln(), floor);
+    let (lq, _) = floor_log((-p).fast_ln_1p(), floor);
+    -(y * lp + (T::one() - y) * lq)
+}
+
+/// `(∂/∂p, ∂/∂y)` of [`item_loss`]; a floored log contributes nothing to
+/// `∂/∂p`.
+#[inline(always)]
+fn item_grad<T: Float>(p: T, y: T, _: T) -> (T, T) {
+    let (one, floor) = (T::one(), T::of(LOG_FLOOR));
+    let (lp, keep_p) = floor_log(p.fast_ln(), floor);
+    let (lq, keep_q) = floor_log((-p).fast_ln_1p(), floor);
+    let mut dp = T::zero();
+    if keep_p {
+        dp -= y / p;
+    }
+    if keep_q {
+        dp += (one - y) / (one - p);
+    }
+    (dp, lq - lp)
 }
 
 /// Binary cross-entropy `−w·(y·log p + (1 − y)·log(1 − p))` of probabilities,
@@ -74,31 +101,16 @@ fn floor_log<T: Float>(v: T, floor: T) -> (T, bool) {
 /// `[0, 1]`; `InvalidOption` for the `batchmean` reduction.
 pub fn bce<T: Float>(probs: &Var<T>, target: &Var<T>, opts: &BceOptions<T>) -> Result<Var<T>> {
     let weight = validate(probs, target, opts)?;
-    let floor = T::of(LOG_FLOOR);
-    let one = T::one();
-    let op = WeightedPointwise {
-        name: "bce",
-        reduction: opts.reduction,
+    let op = WeightedPointwise::new(
+        "bce",
+        opts.reduction,
         weight,
-        pos_weight: None,
-        loss: move |p: T, y: T, _: T| {
-            let (lp, _) = floor_log(p.ln(), floor);
-            let (lq, _) = floor_log((-p).ln_1p(), floor);
-            -(y * lp + (one - y) * lq)
-        },
-        grad: move |p: T, y: T, _: T| {
-            let (lp, keep_p) = floor_log(p.ln(), floor);
-            let (lq, keep_q) = floor_log((-p).ln_1p(), floor);
-            let mut dp = T::zero();
-            if keep_p {
-                dp -= y / p;
-            }
-            if keep_q {
-                dp += (one - y) / (one - p);
-            }
-            (dp, lq - lp)
-        },
-    };
+        None,
+        #[inline(always)]
+        |a, b, pw| item_loss(a, b, pw),
+        #[inline(always)]
+        |a, b, pw| item_grad(a, b, pw),
+    );
     probs.tape().apply(op, &[probs, target])
 }
 

@@ -35,22 +35,46 @@ pub struct BceWithLogitsOptions<T: Float> {
 }
 
 /// `(softplus(z), softplus(−z))`, sharing `log1p(e^−|z|)`.
-#[inline]
+#[inline(always)]
 fn softplus_pair<T: Float>(z: T) -> (T, T) {
-    let l = (-z.abs()).exp().ln_1p();
+    let l = (-z.abs()).fast_exp().fast_ln_1p();
     (z.max(T::zero()) + l, (-z).max(T::zero()) + l)
 }
 
 /// `(σ(z), σ(−z))` from one `e^−|z|`, neither overflowing.
-#[inline]
+#[inline(always)]
 pub(super) fn sigmoid_pair<T: Float>(z: T) -> (T, T) {
-    let e = (-z.abs()).exp();
+    let e = (-z.abs()).fast_exp();
     let (big, small) = (T::one() / (T::one() + e), e / (T::one() + e));
     if z >= T::zero() {
         (big, small)
     } else {
         (small, big)
     }
+}
+
+/// `pw·y·softplus(−z) + (1 − y)·softplus(z)` of one item. A function item
+/// marked `#[inline(always)]` (as is the closure that calls it), so the
+/// vectorised loops inline it.
+#[inline(always)]
+fn item_loss<T: Float>(z: T, y: T, pw: T) -> T {
+    let (sp, sn) = softplus_pair(z);
+    pw * y * sn + (T::one() - y) * sp
+}
+
+/// `(∂/∂z, ∂/∂y)` of [`item_loss`].
+#[inline(always)]
+fn item_grad<T: Float>(z: T, y: T, pw: T) -> (T, T) {
+    let one = T::one();
+    let (s, sm) = sigmoid_pair(z);
+    let dz = (one - y) * s - pw * y * sm;
+    let dy = if pw == one {
+        -z
+    } else {
+        let (sp, sn) = softplus_pair(z);
+        pw * sn - sp
+    };
+    (dz, dy)
 }
 
 /// Binary cross-entropy of logits `w·(pw·y·softplus(−z) + (1 − y)·softplus(z))`,
@@ -91,28 +115,16 @@ pub fn bce_with_logits<T: Float>(
     opts: &BceWithLogitsOptions<T>,
 ) -> Result<Var<T>> {
     let (weight, pos_weight) = validate(logits, target, opts)?;
-    let one = T::one();
-    let op = WeightedPointwise {
-        name: "bce_with_logits",
-        reduction: opts.reduction,
+    let op = WeightedPointwise::new(
+        "bce_with_logits",
+        opts.reduction,
         weight,
         pos_weight,
-        loss: move |z: T, y: T, pw: T| {
-            let (sp, sn) = softplus_pair(z);
-            pw * y * sn + (one - y) * sp
-        },
-        grad: move |z: T, y: T, pw: T| {
-            let (s, sm) = sigmoid_pair(z);
-            let dz = (one - y) * s - pw * y * sm;
-            let dy = if pw == one {
-                -z
-            } else {
-                let (sp, sn) = softplus_pair(z);
-                pw * sn - sp
-            };
-            (dz, dy)
-        },
-    };
+        #[inline(always)]
+        |a, b, pw| item_loss(a, b, pw),
+        #[inline(always)]
+        |a, b, pw| item_grad(a, b, pw),
+    );
     logits.tape().apply(op, &[logits, target])
 }
 

@@ -63,6 +63,7 @@ pub fn hinge<T: Float>(scores: &Var<T>, target: &Var<T>, opts: &HingeOptions) ->
     Elementwise::new(
         "hinge",
         opts.reduction,
+        #[inline(always)]
         move |s: T, y: T| {
             // written so that NaN propagates (`max` would drop it)
             let slack = m - y * s;
@@ -72,6 +73,7 @@ pub fn hinge<T: Float>(scores: &Var<T>, target: &Var<T>, opts: &HingeOptions) ->
                 slack
             }
         },
+        #[inline(always)]
         move |s: T, y: T| {
             if m - y * s > T::zero() {
                 (-y, -s)

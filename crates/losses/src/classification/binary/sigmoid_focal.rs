@@ -58,10 +58,10 @@ struct Item<T> {
 }
 
 impl<T: Float> Item<T> {
-    #[inline]
+    #[inline(always)]
     fn new(z: T, y: T) -> Self {
         let (s, sm) = sigmoid_pair(z);
-        let l = (-z.abs()).exp().ln_1p();
+        let l = (-z.abs()).fast_exp().fast_ln_1p();
         let (sp, sn) = (z.max(T::zero()) + l, (-z).max(T::zero()) + l);
         let ny = T::one() - y;
         Item {
@@ -123,10 +123,12 @@ pub fn sigmoid_focal<T: Float>(
     Elementwise::new(
         "sigmoid_focal",
         opts.reduction,
+        #[inline(always)]
         move |z: T, y: T| {
             let it = Item::new(z, y);
             alpha_t(y).0 * it.q.powf(gamma) * it.ce
         },
+        #[inline(always)]
         move |z: T, y: T| {
             let it = Item::new(z, y);
             let (at, dat) = alpha_t(y);

@@ -2,9 +2,14 @@
 //! `pos_weight`) broadcast to the input's shape, and a fused op for a loss
 //! that is `w · f(a, b; pw)` element by element.
 
-use crate::common::{reduce, Reduction, Upstream};
+use crate::common::{
+    chunked_fill, chunked_fill2, chunked_sum, filled, grad_loop, reduce, slots, unfilled,
+    Reduction, Upstream,
+};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result};
+use lossgraph_tensor::simd::{self, vectorized, Store};
 use lossgraph_tensor::{broadcasts_to, Error, Float, Shape, Tensor};
+use std::ops::Range;
 
 /// `t` materialised at `shape` (NumPy broadcasting), or `None` when absent.
 ///
@@ -29,16 +34,114 @@ pub(super) fn broadcast_option<T: Float>(
     Ok(Some(t.broadcast_to(shape)?))
 }
 
-/// Element `i` of an optional per-element factor (1 when absent).
-#[inline]
-fn factor<T: Float>(t: Option<&[T]>, i: usize) -> T {
-    t.map_or(T::one(), |t| t[i])
+/// A per-element factor of a chunk: a slice, or [`One`] when absent (so the
+/// loops carry no per-element branch on whether the option was given).
+trait Factor<T>: Copy {
+    /// The factor of element `i` of the chunk.
+    fn at(self, i: usize) -> T;
+    /// The factors of elements `r` of the chunk.
+    fn slice(self, r: Range<usize>) -> Self;
+}
+
+/// The factor 1 (an absent option).
+#[derive(Clone, Copy)]
+struct One;
+
+impl<T: Float> Factor<T> for One {
+    #[inline(always)]
+    fn at(self, _: usize) -> T {
+        T::one()
+    }
+    #[inline(always)]
+    fn slice(self, _: Range<usize>) -> Self {
+        One
+    }
+}
+
+impl<T: Float> Factor<T> for &[T] {
+    #[inline(always)]
+    fn at(self, i: usize) -> T {
+        self[i]
+    }
+    #[inline(always)]
+    fn slice(self, r: Range<usize>) -> Self {
+        &self[r]
+    }
+}
+
+/// Evaluate `$body` with `$w` and `$pw` bound to the chunk `$r` of the
+/// optional factors: four monomorphic copies, one per present/absent pair.
+macro_rules! with_factors {
+    ($w:expr, $pw:expr, $r:expr, |$wv:ident, $pv:ident| $body:expr) => {
+        match ($w, $pw) {
+            (None, None) => {
+                let ($wv, $pv) = (One, One);
+                $body
+            }
+            (Some(w), None) => {
+                let ($wv, $pv) = (&w[$r.clone()], One);
+                $body
+            }
+            (None, Some(p)) => {
+                let ($wv, $pv) = (One, &p[$r.clone()]);
+                $body
+            }
+            (Some(w), Some(p)) => {
+                let ($wv, $pv) = (&w[$r.clone()], &p[$r.clone()]);
+                $body
+            }
+        }
+    };
+}
+
+/// Losses of a chunk per block of this many elements, summed lane-wise.
+const BLOCK: usize = 256;
+
+/// `out_i = w_i·f(a_i, b_i; pw_i)` over a chunk.
+#[inline(always)]
+fn loss_chunk<T: Float>(
+    f: &impl Fn(T, T, T) -> T,
+    a: &[T],
+    b: &[T],
+    w: impl Factor<T>,
+    pw: impl Factor<T>,
+    out: &mut [impl Store<T>],
+) {
+    let n = out.len();
+    let (a, b, w, pw) = (&a[..n], &b[..n], w.slice(0..n), pw.slice(0..n));
+    for i in 0..n {
+        out[i].store(w.at(i) * f(a[i], b[i], pw.at(i)));
+    }
+}
+
+/// `Σ w_i·f(a_i, b_i; pw_i)` over a chunk, block by block through a stack
+/// buffer (vectorisable loops, no allocation).
+#[inline(always)]
+fn sum_chunk<T: Float>(
+    f: &impl Fn(T, T, T) -> T,
+    a: &[T],
+    b: &[T],
+    w: impl Factor<T>,
+    pw: impl Factor<T>,
+) -> T {
+    let mut buf = [T::zero(); BLOCK];
+    let mut total = T::zero();
+    let mut s = 0;
+    while s < a.len() {
+        let e = (s + BLOCK).min(a.len());
+        let out = &mut buf[..e - s];
+        loss_chunk(f, &a[s..e], &b[s..e], w.slice(s..e), pw.slice(s..e), out);
+        total += simd::sum(out);
+        s = e;
+    }
+    total
 }
 
 /// `ℓᵢ = wᵢ · f(aᵢ, bᵢ; pwᵢ)`, reduced. `loss(a, b, pw)` gives `f`,
 /// `grad(a, b, pw)` its partials `(∂f/∂a, ∂f/∂b)`. `weight` and `pos_weight`
 /// are already broadcast to the input shape (absent means 1). Nothing is
-/// saved: backward recomputes from the inputs.
+/// saved: backward recomputes from the inputs. Both passes run in parallel
+/// chunks of vectorised loops (see [`crate::common::Elementwise`]).
 pub(super) struct WeightedPointwise<T: Float, L, G> {
     pub name: &'static str,
     pub reduction: Reduction,
@@ -48,11 +151,39 @@ pub(super) struct WeightedPointwise<T: Float, L, G> {
     pub grad: G,
 }
 
+impl<T, L, G> WeightedPointwise<T, L, G>
+where
+    T: Float,
+    L: Fn(T, T, T) -> T + Send + Sync + 'static,
+    G: Fn(T, T, T) -> (T, T) + Send + Sync + 'static,
+{
+    /// The op. Pass `loss` and `grad` as closures marked `#[inline(always)]`
+    /// (`#[inline(always)] |a, b, pw| …`, allowed in argument position) so
+    /// that the vectorised loops inline them, however large they are.
+    pub fn new(
+        name: &'static str,
+        reduction: Reduction,
+        weight: Option<Tensor<T>>,
+        pos_weight: Option<Tensor<T>>,
+        loss: L,
+        grad: G,
+    ) -> Self {
+        WeightedPointwise {
+            name,
+            reduction,
+            weight,
+            pos_weight,
+            loss,
+            grad,
+        }
+    }
+}
+
 impl<T, L, G> CustomOp<T> for WeightedPointwise<T, L, G>
 where
     T: Float,
-    L: Fn(T, T, T) -> T + 'static,
-    G: Fn(T, T, T) -> (T, T) + 'static,
+    L: Fn(T, T, T) -> T + Send + Sync + 'static,
+    G: Fn(T, T, T) -> (T, T) + Send + Sync + 'static,
 {
     type Saved = ();
     fn name(&self) -> &str {
@@ -60,45 +191,77 @@ where
     }
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, ())> {
         let (a, b) = (x[0].as_slice(), x[1].as_slice());
+        let n = a.len();
         let w = self.weight.as_ref().map(Tensor::as_slice);
         let pw = self.pos_weight.as_ref().map(Tensor::as_slice);
-        let loss: Vec<T> = a
-            .iter()
-            .zip(b)
-            .enumerate()
-            .map(|(i, (&a, &b))| factor(w, i) * (self.loss)(a, b, factor(pw, i)))
-            .collect();
-        let n = loss.len();
-        Ok((reduce(loss, x[0].shape().clone(), self.reduction, n)?, ()))
+        let f = &self.loss;
+        let out = match self.reduction {
+            Reduction::None => {
+                let mut out = unfilled(n);
+                chunked_fill(slots(&mut out, n), |s, o| {
+                    let r = s..s + o.len();
+                    let (a, b) = (&a[r.clone()], &b[r.clone()]);
+                    with_factors!(w, pw, r, |w, pw| vectorized(
+                        #[inline(always)]
+                        || loss_chunk(f, a, b, w, pw, o)
+                    ))
+                });
+                // SAFETY: the chunks cover 0..n and loss_chunk writes each slot.
+                unsafe { filled(&mut out, n) };
+                Tensor::from_vec(out, x[0].shape().clone())?
+            }
+            r => {
+                let s = chunked_sum(n, |r| {
+                    let (a, b) = (&a[r.clone()], &b[r.clone()]);
+                    with_factors!(w, pw, r, |w, pw| vectorized(
+                        #[inline(always)]
+                        || sum_chunk(f, a, b, w, pw)
+                    ))
+                });
+                reduce(vec![s], Shape::scalar(), r, n)?
+            }
+        };
+        Ok((out, ()))
     }
     fn backward(&self, cx: &BackwardCtx<'_, T, ()>) -> Result<Vec<Option<Tensor<T>>>> {
         let (a, b) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
+        let n = a.len();
         let w = self.weight.as_ref().map(Tensor::as_slice);
         let pw = self.pos_weight.as_ref().map(Tensor::as_slice);
-        let up = Upstream::new(cx.grad_output, self.reduction, a.len());
-        let (mut da, mut db) = (Vec::new(), Vec::new());
-        if cx.needs_grad[0] {
-            da.reserve_exact(a.len());
-        }
-        if cx.needs_grad[1] {
-            db.reserve_exact(a.len());
-        }
-        for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
-            let (ga, gb) = (self.grad)(x, y, factor(pw, i));
-            let u = up.at(i) * factor(w, i);
-            if cx.needs_grad[0] {
-                da.push(u * ga);
-            }
-            if cx.needs_grad[1] {
-                db.push(u * gb);
-            }
+        let up = Upstream::new(cx.grad_output, self.reduction, n);
+        let mut da = cx.needs_grad[0].then(|| unfilled(n));
+        let mut db = cx.needs_grad[1].then(|| unfilled(n));
+        let g = &self.grad;
+        let (sa, sb) = (
+            da.as_mut().map(|v| slots(v, n)),
+            db.as_mut().map(|v| slots(v, n)),
+        );
+        chunked_fill2(n, sa, sb, |r, da, db| {
+            let (a, b, up) = (&a[r.clone()], &b[r.clone()], up.range(r.clone()));
+            with_factors!(w, pw, r, |w, pw| vectorized(
+                #[inline(always)]
+                || grad_loop(
+                    #[inline(always)]
+                    |i, x, y| {
+                        let (ga, gb) = g(x, y, pw.at(i));
+                        let w: T = w.at(i);
+                        (w * ga, w * gb)
+                    },
+                    a,
+                    b,
+                    up,
+                    da,
+                    db,
+                )
+            ))
+        });
+        for v in da.iter_mut().chain(db.iter_mut()) {
+            // SAFETY: the chunks cover 0..n and grad_loop writes every slot
+            // of each present output.
+            unsafe { filled(v, n) };
         }
         let shape = cx.inputs[0].shape();
-        let wrap =
-            |need: bool, d: Vec<T>| need.then(|| Tensor::from_vec(d, shape.clone())).transpose();
-        Ok(vec![
-            wrap(cx.needs_grad[0], da)?,
-            wrap(cx.needs_grad[1], db)?,
-        ])
+        let wrap = |d: Option<Vec<T>>| d.map(|d| Tensor::from_vec(d, shape.clone())).transpose();
+        Ok(vec![wrap(da)?, wrap(db)?])
     }
 }

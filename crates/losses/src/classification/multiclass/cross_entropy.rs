@@ -20,17 +20,40 @@
 //! `t`, `a_c = w_c·((1 − ε)·t_c + ε/C)` and `"mean"` divides by the number of
 //! rows (PyTorch's choice; `ignore_index` plays no part).
 //!
-//! The fused op saves one log-sum-exp per row (as `max + log Σ e^{z − max}`,
-//! two numbers, so f32 keeps its digits), never the softmax matrix; backward
-//! recomputes `softmax(z)_k = e^{z_k − lse}` from the logits.
+//! The log-sum-exp of a row is kept as `max + log Σ e^{z − max}` (two
+//! numbers, so f32 keeps its digits). With class ids, every exponential is
+//! computed once: forward writes `e^{z − max}` row by row while summing it
+//! (vectorised; rows of fewer than 32 classes as one loop across rows) and,
+//! when the logits need a gradient, keeps that buffer for backward instead of
+//! recomputing it. For `sum` and `mean` every row's upstream gradient is the
+//! cotangent times a constant known at forward time, so forward turns each
+//! block of rows into the gradient for a cotangent of 1 while it is in cache,
+//! and backward returns the buffer as it is (or rescales it once when the
+//! cotangent is not 1); for `none` backward scales the kept exps row by row.
+//! The trade: an `[..., C]` buffer (the size of the gradient backward would
+//! allocate anyway, so the peak does not grow) is held from forward to
+//! backward, and forward does the gradient's work even if backward never
+//! runs — so it only does when the logits need a gradient (grad enabled and
+//! the logits tracked). In exchange the exps are computed once, and the
+//! logits are read once and the gradient written once, the least memory
+//! traffic the op can have. A second backward through the same tape
+//! recomputes. Soft targets save the log-sum-exp only and recompute.
 
 use super::rows::{
-    at, check_ids, class_of, constant_rows, grad_rows, map_rows, per_class, reduce_rows,
-    reduce_rows_naive, row, rows_of, upstream, Lse, Rows,
+    at, buf_blocks, check_ids, class_of, constant_rows, grad_rows, map_rows, per_class,
+    reduce_rows, reduce_rows_naive, row, row_blocks, rows_of, upstream, Lse, Rows,
 };
-use crate::common::{check_option, no_batchmean, same_shape, Reduction};
+use crate::common::{
+    assume_init, check_option, filled, no_batchmean, same_shape, slots, unfilled, Reduction,
+    Upstream,
+};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
+use lossgraph_tensor::simd::{self, vectorized, Store};
 use lossgraph_tensor::{Float, Shape, Tensor};
+use std::sync::Mutex;
+
+/// Rows shorter than this go through the block-wise (across-rows) exp loop.
+const SHORT_ROW: usize = 32;
 
 const OP: &str = "cross_entropy";
 
@@ -134,7 +157,8 @@ pub fn cross_entropy<'a, T: Float>(
     let tape = logits.tape().clone();
     match target.into() {
         CrossEntropyTarget::Classes(ids) => {
-            let op = ClassCe::new(&logits.shape(), ids, opts)?;
+            let mut op = ClassCe::new(&logits.shape(), ids, opts)?;
+            op.keep_exps = tape.grad_enabled() && logits.requires_grad();
             tape.apply(op, &[logits])
         }
         CrossEntropyTarget::Probs(probs) => {
@@ -164,6 +188,9 @@ struct ClassCe<T> {
     denom: T,
     reduction: Reduction,
     rows: Rows,
+    /// Whether forward keeps the exps for backward (the logits need a
+    /// gradient).
+    keep_exps: bool,
 }
 
 impl<T: Float> ClassCe<T> {
@@ -189,71 +216,284 @@ impl<T: Float> ClassCe<T> {
             denom,
             reduction: o.reduction,
             rows,
+            keep_exps: false,
         })
     }
 
     /// The class of row `i`, `None` when ignored.
+    #[inline(always)]
     fn class(&self, i: usize) -> Option<usize> {
         class_of(self.target.as_slice()[i], Some(self.ignore))
     }
 
     /// The weight on the true class, `(1 − ε)·w_y`, and the one on every
     /// class from smoothing, `ε/C` (times `w_c`).
+    #[inline(always)]
     fn split(&self, y: usize) -> (T, T) {
         let c = T::of(self.rows.classes as f64);
         ((T::one() - self.eps) * at(&self.weight, y), self.eps / c)
     }
 }
 
+/// What the class-id forward saves for backward.
+struct ClassSaved<T> {
+    /// Per row, `1/Σ_c e^{z_c − max}`, which turns the exps into
+    /// probabilities (1 when the max is not finite — the log-sum is then
+    /// taken as 0 — and 0 for ignored rows).
+    inv: Vec<T>,
+    /// The `[rows, C]` buffer that becomes the gradient, present when the
+    /// logits needed a gradient at forward time. The first backward takes
+    /// it; a later one recomputes.
+    buffer: Mutex<Option<Buffer<T>>>,
+}
+
+impl<T: Float> ClassCe<T> {
+    /// The forward of a block of rows starting at row `row0`: each row's loss
+    /// and `1/Σe` ([`ClassSaved::inv`]), and, when `e` is given, `e^{z − max}` of every element
+    /// of the block (zeros for ignored rows) — every slot of `e` is written.
+    ///
+    /// Each exponential is computed once. Rows of at least [`SHORT_ROW`]
+    /// classes go one at a time (max, then exps and their sum in one pass,
+    /// vectorised along the row); shorter rows go as a block: the row maxes
+    /// are spread over a scratch buffer and the exps of the whole block are
+    /// one flat loop, vectorised across rows. The logs and reciprocals of the
+    /// sums are one loop over the block's rows.
+    #[inline(always)]
+    fn forward_block(
+        &self,
+        z: &[T],
+        row0: usize,
+        mut e: Option<&mut [impl Store<T>]>,
+        loss: &mut [T],
+        inv: &mut [T],
+    ) {
+        let (rows, c) = (loss.len(), self.rows.classes);
+        let zb = &z[row0 * c..(row0 + rows) * c];
+        let mut max = vec![T::zero(); rows];
+        let mut sum = vec![T::one(); rows];
+        if c >= SHORT_ROW {
+            for r in 0..rows {
+                let zr = &zb[r * c..(r + 1) * c];
+                let er = e.as_deref_mut().map(|e| &mut e[r * c..(r + 1) * c]);
+                if self.class(row0 + r).is_none() {
+                    if let Some(er) = er {
+                        er.iter_mut().for_each(|v| v.store(T::zero()));
+                    }
+                    continue;
+                }
+                max[r] = simd::max(zr);
+                sum[r] = match er {
+                    Some(er) => simd::exp_shift_sum(zr, max[r], er),
+                    None => simd::sum_exp_shift(zr, max[r]),
+                };
+            }
+        } else {
+            let mut ex = vec![T::zero(); rows * c];
+            for (r, (zr, xr)) in zb.chunks_exact(c).zip(ex.chunks_exact_mut(c)).enumerate() {
+                max[r] = simd::max(zr);
+                xr.fill(max[r]);
+            }
+            for (x, &zv) in ex.iter_mut().zip(zb) {
+                *x = (zv - *x).fast_exp();
+            }
+            for (r, xr) in ex.chunks_exact_mut(c).enumerate() {
+                if self.class(row0 + r).is_none() {
+                    xr.fill(T::zero());
+                } else {
+                    sum[r] = simd::sum(xr);
+                }
+            }
+            if let Some(e) = e {
+                for (o, &x) in e.iter_mut().zip(&ex) {
+                    o.store(x);
+                }
+            }
+        }
+        // log Σ and 1/Σ for the block's rows in one (vectorisable) loop
+        let mut log_sum = vec![T::zero(); rows];
+        for (l, s) in log_sum.iter_mut().zip(sum.iter_mut()) {
+            *l = s.fast_ln();
+            *s = T::one() / *s;
+        }
+        for r in 0..rows {
+            let (i, zr) = (row0 + r, &zb[r * c..(r + 1) * c]);
+            let Some(y) = self.class(i) else {
+                loss[r] = T::zero();
+                inv[r] = T::zero();
+                continue;
+            };
+            let m = max[r];
+            let finite = m.is_finite();
+            let lse = Lse {
+                max: m,
+                log_sum: if finite { log_sum[r] } else { T::zero() },
+            };
+            inv[r] = if finite { sum[r] } else { T::one() };
+            let (on_y, smooth) = self.split(y);
+            let mut l = on_y * lse.nlp(zr[y]);
+            if smooth > T::zero() {
+                // Σ_k w_k·(lse − z_k) = Σ_k w_k·(max − z_k) + Σw·log_sum
+                let gap = match &self.weight {
+                    None => simd::sum_map(zr, |zk| m - zk),
+                    Some(w) => simd::sum_map2(zr, w, |zk, wk| wk * (m - zk)),
+                };
+                l += smooth * (gap + self.wsum * lse.log_sum);
+            }
+            loss[r] = l;
+        }
+    }
+
+    /// Turn a block of exps (rows from `row0`) into the gradient, in place:
+    /// `dz_k = u·(Σa·p_k − a_k)` with `p_k = e_k·inv` and
+    /// `a_k = on_y·[k = y] + smooth·w_k`, `Σa = on_y + smooth·Σw`.
+    #[inline(always)]
+    fn scale_block(&self, row0: usize, gb: &mut [T], up: Upstream<'_, T>, inv: &[T]) {
+        let c = self.rows.classes;
+        for (r, d) in gb.chunks_exact_mut(c).enumerate() {
+            let i = row0 + r;
+            let Some(y) = self.class(i) else { continue };
+            let u = up.at(i);
+            let (on_y, smooth) = self.split(y);
+            let total = on_y + smooth * self.wsum;
+            let scale = u * total * inv[r];
+            let us = u * smooth;
+            match (&self.weight, smooth > T::zero()) {
+                (_, false) => d.iter_mut().for_each(|v| *v *= scale),
+                (None, true) => d.iter_mut().for_each(|v| *v = *v * scale - us),
+                (Some(w), true) => d
+                    .iter_mut()
+                    .zip(w)
+                    .for_each(|(v, &wk)| *v = *v * scale - us * wk),
+            }
+            d[y] -= u * on_y;
+        }
+    }
+
+    /// The forward over every row, also building a `[rows, C]` buffer: the
+    /// gradient for upstream gradients `up` when given, else the exps.
+    /// Each block of rows is turned into its gradient while it is in cache.
+    fn forward_with_buffer(
+        &self,
+        z: &[T],
+        up: Option<Upstream<'_, T>>,
+        loss: &mut [T],
+        inv: &mut [T],
+    ) -> Vec<T> {
+        let (n, c) = (self.rows.rows, self.rows.classes);
+        let mut e = unfilled(n * c);
+        row_blocks(c, Some(slots(&mut e, n * c)), loss, inv, |r0, e, l, s| {
+            vectorized(
+                #[inline(always)]
+                || {
+                    let Some(e) = e else { return };
+                    self.forward_block(z, r0, Some(&mut *e), l, s);
+                    if let Some(up) = up {
+                        // SAFETY: forward_block wrote every slot of e.
+                        let gb = unsafe { assume_init(e) };
+                        self.scale_block(r0, gb, up, s);
+                    }
+                },
+            )
+        });
+        // SAFETY: the blocks cover every row and forward_block writes every
+        // slot of its rows.
+        unsafe { filled(&mut e, n * c) };
+        e
+    }
+}
+
+/// What the class-id forward leaves in its `[rows, C]` buffer.
+enum Buffer<T> {
+    /// The gradient for a cotangent of 1 (`sum` and `mean`: the upstream
+    /// gradient of every row is then the same, known at forward time).
+    UnitGrad(Vec<T>),
+    /// The exps `e^{z − max}` (`none`: each row's upstream gradient is only
+    /// known at backward time).
+    Exps(Vec<T>),
+}
+
 impl<T: Float> CustomOp<T> for ClassCe<T> {
-    /// One log-sum-exp per row (zeros for ignored rows).
-    type Saved = Vec<Lse<T>>;
+    /// Per row, the log-sum-exp and `1/Σe`; and, when the logits need a
+    /// gradient, the exps `e^{z − max}` themselves (see the module docs).
+    type Saved = ClassSaved<T>;
     fn name(&self) -> &str {
         OP
     }
 
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Self::Saved)> {
-        let (z, c) = (x[0].as_slice(), self.rows.classes);
-        let per_row = map_rows(self.rows.rows, c, |i| {
-            let Some(y) = self.class(i) else {
-                return (T::zero(), Lse::default());
-            };
-            let z = row(z, i, c);
-            let lse = Lse::of(z);
-            let (on_y, smooth) = self.split(y);
-            let mut loss = on_y * lse.nlp(z[y]);
-            if smooth > T::zero() {
-                let s: T = z
-                    .iter()
-                    .enumerate()
-                    .map(|(k, &zk)| at(&self.weight, k) * lse.nlp(zk))
-                    .sum();
-                loss += smooth * s;
-            }
-            (loss, lse)
-        });
-        let (loss, lse): (Vec<T>, Vec<Lse<T>>) = per_row.into_iter().unzip();
+        let (z, n, c) = (x[0].as_slice(), self.rows.rows, self.rows.classes);
+        let (mut loss, mut inv) = (vec![T::zero(); n], vec![T::zero(); n]);
+        let buffer = if !self.keep_exps {
+            let none: Option<&mut [T]> = None;
+            row_blocks(c, none, &mut loss, &mut inv, |r0, _, l, s| {
+                let e: Option<&mut [T]> = None;
+                vectorized(
+                    #[inline(always)]
+                    || self.forward_block(z, r0, e, l, s),
+                )
+            });
+            None
+        } else if self.reduction == Reduction::None {
+            Some(Buffer::Exps(
+                self.forward_with_buffer(z, None, &mut loss, &mut inv),
+            ))
+        } else {
+            let one = Tensor::scalar(T::one());
+            let unit = upstream(&one, self.reduction, self.denom);
+            let g = self.forward_with_buffer(z, Some(unit), &mut loss, &mut inv);
+            Some(Buffer::UnitGrad(g))
+        };
         let out = reduce_rows(loss, &self.rows.batch, self.reduction, self.denom)?;
-        Ok((out, lse))
+        Ok((
+            out,
+            ClassSaved {
+                inv,
+                buffer: Mutex::new(buffer),
+            },
+        ))
     }
 
     fn backward(&self, cx: &BackwardCtx<'_, T, Self::Saved>) -> Result<Vec<Option<Tensor<T>>>> {
-        let z = cx.inputs[0].as_slice();
         let c = self.rows.classes;
         let up = upstream(cx.grad_output, self.reduction, self.denom);
-        let dz = grad_rows(cx.inputs[0].shape(), c, |i, d| {
-            let Some(y) = self.class(i) else { return };
-            let (u, lse, zr) = (up.at(i), cx.saved[i], row(z, i, c));
-            let (on_y, smooth) = self.split(y);
-            // a_k = on_y·[k = y] + smooth·w_k, Σ_k a_k = on_y + smooth·Σw
-            let total = on_y + smooth * self.wsum;
-            for (k, (dk, &zk)) in d.iter_mut().zip(zr).enumerate() {
-                let a = smooth * at(&self.weight, k);
-                *dk = u * (total * lse.p(zk) - a);
+        let saved = cx
+            .saved
+            .buffer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let g = match saved {
+            Some(Buffer::UnitGrad(mut g)) => {
+                // the gradient is linear in the cotangent g: rescale unless 1
+                let k = cx.grad_output.as_slice()[0];
+                if k != T::one() {
+                    buf_blocks(c, &mut g, |_, gb| {
+                        vectorized(
+                            #[inline(always)]
+                            || gb.iter_mut().for_each(|v| *v *= k),
+                        )
+                    });
+                }
+                g
             }
-            d[y] -= u * on_y;
-        })?;
-        Ok(vec![Some(dz)])
+            Some(Buffer::Exps(mut g)) => {
+                let inv = &cx.saved.inv;
+                buf_blocks(c, &mut g, |r0, gb| {
+                    vectorized(
+                        #[inline(always)]
+                        || self.scale_block(r0, gb, up, &inv[r0..]),
+                    )
+                });
+                g
+            }
+            None => {
+                // a second backward: recompute, block by block
+                let n = self.rows.rows;
+                let (mut loss, mut inv) = (vec![T::zero(); n], vec![T::zero(); n]);
+                self.forward_with_buffer(cx.inputs[0].as_slice(), Some(up), &mut loss, &mut inv)
+            }
+        };
+        Ok(vec![Some(Tensor::from_vec(g, cx.inputs[0].shape())?)])
     }
 }
 

@@ -6,6 +6,7 @@
 use crate::common::{Reduction, Upstream};
 use lossgraph_autodiff::{Result, Tape, Var};
 use lossgraph_tensor::parallel::{for_each_row_mut, PAR_THRESHOLD};
+use lossgraph_tensor::simd::{self, vectorized};
 use lossgraph_tensor::{Error, Float, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -129,9 +130,9 @@ pub(crate) fn reduce_rows<T: Float>(
 ) -> Result<Tensor<T>> {
     Ok(match r {
         Reduction::None => Tensor::from_vec(loss, batch)?,
-        Reduction::Sum => Tensor::scalar(loss.into_iter().sum()),
+        Reduction::Sum => Tensor::scalar(simd::sum_of(&loss)),
         Reduction::Mean | Reduction::BatchMean => {
-            let s: T = loss.into_iter().sum();
+            let s: T = simd::sum_of(&loss);
             Tensor::scalar(if denom == T::zero() {
                 T::zero()
             } else {
@@ -152,6 +153,65 @@ pub(crate) fn upstream<T: Float>(g: &Tensor<T>, r: Reduction, denom: T) -> Upstr
             g.as_slice()[0] / denom
         }),
     }
+}
+
+/// Elements per block of the blocked row kernels (64 KiB of `f32`): a block
+/// holds `max(1, BLOCK_ELEMS / C)` rows.
+const BLOCK_ELEMS: usize = 1 << 14;
+
+/// Rows per block of the blocked row kernels for rows of `classes` values.
+pub(crate) fn rows_per_block(classes: usize) -> usize {
+    (BLOCK_ELEMS / classes.max(1)).max(1)
+}
+
+/// Run `f(first_row, block_of_buf, block_of_a, block_of_b)` over blocks of
+/// [`rows_per_block`] rows: `buf` holds `classes` values per row (when
+/// present), `a` and `b` one value per row. Over rayon when large.
+pub(crate) fn row_blocks<E: Send, A: Send, B: Send>(
+    classes: usize,
+    buf: Option<&mut [E]>,
+    a: &mut [A],
+    b: &mut [B],
+    f: impl Fn(usize, Option<&mut [E]>, &mut [A], &mut [B]) + Sync + Send,
+) {
+    let rows = a.len();
+    debug_assert_eq!(rows, b.len());
+    if rows == 0 {
+        return;
+    }
+    if rows.saturating_mul(classes) < PAR_THRESHOLD {
+        return f(0, buf, a, b);
+    }
+    let rpb = rows_per_block(classes);
+    let blocks: Vec<Option<&mut [E]>> = match buf {
+        Some(buf) => buf.chunks_mut(rpb * classes).map(Some).collect(),
+        None => (0..rows.div_ceil(rpb)).map(|_| None).collect(),
+    };
+    blocks
+        .into_par_iter()
+        .zip(a.par_chunks_mut(rpb))
+        .zip(b.par_chunks_mut(rpb))
+        .enumerate()
+        .for_each(|(k, ((buf, a), b))| f(k * rpb, buf, a, b));
+}
+
+/// Run `f(first_row, block)` over blocks of [`rows_per_block`] rows of a
+/// buffer of `classes` values per row, over rayon when large.
+pub(crate) fn buf_blocks<E: Send>(
+    classes: usize,
+    buf: &mut [E],
+    f: impl Fn(usize, &mut [E]) + Sync + Send,
+) {
+    if buf.is_empty() || classes == 0 {
+        return;
+    }
+    if buf.len() < PAR_THRESHOLD {
+        return f(0, buf);
+    }
+    let rpb = rows_per_block(classes);
+    buf.par_chunks_mut(rpb * classes)
+        .enumerate()
+        .for_each(|(k, b)| f(k * rpb, b));
 }
 
 /// `f(i)` for every row `i < rows`, over rayon when `rows · width` is large.
@@ -230,16 +290,25 @@ pub(crate) struct Lse<T> {
 }
 
 impl<T: Float> Lse<T> {
-    /// The parts of row `z`'s log-sum-exp.
+    /// The parts of row `z`'s log-sum-exp (vectorised: [`simd::max`],
+    /// [`simd::sum_exp_shift`]).
     pub fn of(z: &[T]) -> Self {
-        let max = row_max(z);
+        vectorized(
+            #[inline(always)]
+            || Self::of_inline(z),
+        )
+    }
+    /// [`Lse::of`] for callers already inside a [`vectorized`] region.
+    #[inline(always)]
+    pub fn of_inline(z: &[T]) -> Self {
+        let max = simd::max(z);
         if !max.is_finite() {
             return Lse {
                 max,
                 log_sum: T::zero(),
             };
         }
-        let s: T = z.iter().map(|&x| (x - max).exp()).sum();
+        let s = simd::sum_exp_shift(z, max);
         Lse {
             max,
             log_sum: s.ln(),
@@ -250,10 +319,10 @@ impl<T: Float> Lse<T> {
     pub fn nlp(self, zk: T) -> T {
         (self.max - zk) + self.log_sum
     }
-    /// `softmax(z)_k = e^{z_k − lse}`.
-    #[inline]
+    /// `softmax(z)_k = e^{z_k − lse}` ([`Float::fast_exp`]).
+    #[inline(always)]
     pub fn p(self, zk: T) -> T {
-        ((zk - self.max) - self.log_sum).exp()
+        ((zk - self.max) - self.log_sum).fast_exp()
     }
 }
 

@@ -1,0 +1,446 @@
+//! Vectorisable math for hot loops, and runtime choice of instruction set.
+//!
+//! - [`exp_f32`], [`ln_f32`] and [`ln_1p_f32`]: branch-free polynomials (the
+//!   Cephes `expf`/`logf` coefficients, about 1 ulp) written with selects
+//!   instead of branches, so a loop of them compiles to SIMD code. They are
+//!   what [`Float::fast_exp`](crate::Float::fast_exp) and friends use for
+//!   `f32`; for `f64` those are the exact `std` functions (the f64 paths are
+//!   the reference the fused-vs-naive tests hold to 1e-10).
+//! - [`vectorized`]: runs a closure compiled for AVX-512 or AVX2+FMA when the
+//!   CPU has them (`is_x86_feature_detected!` at run time), else for the
+//!   x86-64 baseline; on other architectures it just calls the closure. One
+//!   build runs on every x86-64 and uses the widest vectors it finds. The
+//!   closure must be inlined into the per-ISA wrapper for its loops to be
+//!   compiled for that ISA: mark it `#[inline(always)]` and keep the loops in
+//!   `#[inline(always)]` helpers such as the ones here.
+//! - Row kernels ([`max`], [`sum`], [`exp_shift_sum`], …) that keep 16
+//!   independent accumulators, so reductions vectorise without reassociation
+//!   by the compiler (which it may not do for floats).
+//!
+//! No formula here uses fused multiply-add: the result of every function is
+//! the same bit for bit whichever instruction set runs it.
+
+use crate::float::Float;
+use std::mem::MaybeUninit;
+
+/// Lanes of the multi-accumulator reductions (one AVX-512 `f32` vector).
+const L: usize = 16;
+
+/// Run `f` compiled for the widest instruction set this CPU supports.
+///
+/// Mark the closure `#[inline(always)]` (`vectorized(#[inline(always)] || …)`)
+/// so that it, and the `#[inline(always)]` kernels it calls, are compiled
+/// inside the wrapper that enables AVX-512 or AVX2.
+#[inline(always)]
+pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the features the wrapper enables were detected above.
+            return unsafe { x86::avx512(f) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: as above.
+            return unsafe { x86::avx2(f) };
+        }
+    }
+    f()
+}
+
+/// The instruction set [`vectorized`] picks on this CPU (for reports).
+pub fn isa() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            return "avx512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return "avx2";
+        }
+        "x86-64 baseline (sse2)"
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        "portable"
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+    pub(super) unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+    pub(super) unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
+}
+
+/// `eˣ` in `f32`, branch-free: `x = n·ln 2 + r` with `|r| ≤ ½ln 2`
+/// (Cody–Waite, two-part `ln 2`), a degree-7 polynomial for `eʳ` (Cephes
+/// `expf`), and `2ⁿ` built from exponent bits in two factors so that results
+/// down to the subnormal range round once. Within ~1 ulp for normal results;
+/// `+∞` above `ln(f32::MAX)`, `0` below ~−103.97, NaN stays NaN.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // adding 1.5·2²³ rounds a float of magnitude < 2²² to an integer
+    const SHIFT: f32 = 12_582_912.0;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const HI: f32 = 89.0;
+    const LO: f32 = -104.0;
+    // clamp with selects that keep NaN (both comparisons are false for it)
+    let x = if x > HI { HI } else { x };
+    let x = if x < LO { LO } else { x };
+    let t = x * LOG2E + SHIFT;
+    let n = t - SHIFT;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let p = p * (r * r) + r + 1.0;
+    // n ∈ [−150, 128] sits in the low mantissa bits of t
+    let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    let n1 = ni >> 1;
+    let n2 = ni.wrapping_sub(n1);
+    let s1 = f32::from_bits((n1.wrapping_add(127) as u32).wrapping_shl(23));
+    let s2 = f32::from_bits((n2.wrapping_add(127) as u32).wrapping_shl(23));
+    (p * s1) * s2
+}
+
+/// `log m` for `m = u/2ᵏ ∈ [√½, √2)` plus `(k + k_off)·ln 2` (Cephes
+/// `logf`); `u` must be positive, finite and normal — callers select the
+/// special cases.
+#[inline(always)]
+fn ln_core(u: f32, k_off: i32) -> f32 {
+    const SQRT_HALF_BITS: i32 = 0x3F35_04F3;
+    let ix = (u.to_bits() as i32).wrapping_sub(SQRT_HALF_BITS);
+    let k = (ix >> 23) + k_off;
+    let m = f32::from_bits(((ix & 0x007F_FFFF) + SQRT_HALF_BITS) as u32);
+    let f = m - 1.0;
+    let z = f * f;
+    let mut p = 7.037_683_6e-2f32;
+    p = p * f - 1.151_461e-1;
+    p = p * f + 1.167_699_9e-1;
+    p = p * f - 1.242_014_1e-1;
+    p = p * f + 1.424_932_3e-1;
+    p = p * f - 1.666_805_8e-1;
+    p = p * f + 2.000_071_4e-1;
+    p = p * f - 2.499_999_4e-1;
+    p = p * f + 3.333_333e-1;
+    let kf = k as f32;
+    let y = f * (z * p) + kf * -2.121_944_4e-4 - 0.5 * z;
+    (f + y) + kf * 0.693_359_4
+}
+
+/// Special values of `log u`: `+∞` at `+∞`, `−∞` at 0, NaN below 0 or NaN.
+#[inline(always)]
+fn ln_special(u: f32, v: f32) -> f32 {
+    let v = if u == f32::INFINITY { u } else { v };
+    if u > 0.0 {
+        v
+    } else if u == 0.0 {
+        f32::NEG_INFINITY
+    } else {
+        f32::NAN
+    }
+}
+
+/// `log x` in `f32`, branch-free (~1 ulp; subnormal `x` is scaled by 2²⁴
+/// first).
+#[inline(always)]
+pub fn ln_f32(x: f32) -> f32 {
+    let small = x < f32::MIN_POSITIVE;
+    let xs = if small { x * 16_777_216.0 } else { x };
+    let k_off = if small { -24 } else { 0 };
+    ln_special(x, ln_core(xs, k_off))
+}
+
+/// `log(1 + x)` in `f32`, branch-free and accurate near 0: with `u = 1 + x`
+/// rounded, `log1p x ≈ log u + (x − (u − 1))/u` (the second term restores
+/// what the rounding of `u` lost; it is `x` itself once `u` rounds to 1).
+#[inline(always)]
+pub fn ln_1p_f32(x: f32) -> f32 {
+    let u = 1.0 + x;
+    let c = if x < 1.0e7 { (x - (u - 1.0)) / u } else { 0.0 };
+    ln_special(u, ln_core(u, 0) + c)
+}
+
+/// The largest element, NaN if any element is NaN; `−∞` for an empty slice.
+#[inline(always)]
+pub fn max<T: Float>(x: &[T]) -> T {
+    let mut acc = [T::neg_infinity(); L];
+    let mut nan = [false; L];
+    let chunks = x.chunks_exact(L);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for j in 0..L {
+            acc[j] = if c[j] > acc[j] { c[j] } else { acc[j] };
+            nan[j] |= c[j].is_nan();
+        }
+    }
+    let mut m = T::neg_infinity();
+    let mut any_nan = false;
+    for j in 0..L {
+        m = if acc[j] > m { acc[j] } else { m };
+        any_nan |= nan[j];
+    }
+    for &v in rest {
+        m = if v > m { v } else { m };
+        any_nan |= v.is_nan();
+    }
+    if any_nan {
+        T::nan()
+    } else {
+        m
+    }
+}
+
+/// `Σ f(x_i)` with 16 accumulators (a fixed summation order, vectorisable).
+#[inline(always)]
+pub fn sum_map<T: Float>(x: &[T], f: impl Fn(T) -> T) -> T {
+    let mut acc = [T::zero(); L];
+    let chunks = x.chunks_exact(L);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for j in 0..L {
+            acc[j] += f(c[j]);
+        }
+    }
+    let mut s = fold_lanes(acc);
+    for &v in rest {
+        s += f(v);
+    }
+    s
+}
+
+/// `Σ f(a_i, b_i)` with 16 accumulators, over `a.len()` elements (`b` at
+/// least as long).
+#[inline(always)]
+pub fn sum_map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> T {
+    let b = &b[..a.len()];
+    let mut acc = [T::zero(); L];
+    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for j in 0..L {
+            acc[j] += f(x[j], y[j]);
+        }
+    }
+    let mut s = fold_lanes(acc);
+    for (&x, &y) in ra.iter().zip(rb) {
+        s += f(x, y);
+    }
+    s
+}
+
+/// Add the 16 lanes pairwise.
+#[inline(always)]
+fn fold_lanes<T: Float>(mut acc: [T; L]) -> T {
+    let mut w = L / 2;
+    while w > 0 {
+        for j in 0..w {
+            acc[j] += acc[j + w];
+        }
+        w /= 2;
+    }
+    acc[0]
+}
+
+/// `Σ x_i` (16 accumulators).
+#[inline(always)]
+pub fn sum<T: Float>(x: &[T]) -> T {
+    sum_map(x, |v| v)
+}
+
+/// Where a kernel writes a value: an initialised element, or a slot of an
+/// output being built without a zero fill first.
+pub trait Store<T> {
+    /// Write `v` here.
+    fn store(&mut self, v: T);
+}
+
+impl<T: Copy> Store<T> for T {
+    #[inline(always)]
+    fn store(&mut self, v: T) {
+        *self = v;
+    }
+}
+
+impl<T: Copy> Store<T> for MaybeUninit<T> {
+    #[inline(always)]
+    fn store(&mut self, v: T) {
+        *self = MaybeUninit::new(v);
+    }
+}
+
+/// `out_i = e^{x_i − m}` ([`Float::fast_exp`]) and the sum of the `out_i`;
+/// writes `out[..x.len()]`.
+#[inline(always)]
+pub fn exp_shift_sum<T: Float>(x: &[T], m: T, out: &mut [impl Store<T>]) -> T {
+    let out = &mut out[..x.len()];
+    let mut acc = [T::zero(); L];
+    let (cx, co) = (x.chunks_exact(L), out.chunks_exact_mut(L));
+    let rx = cx.remainder();
+    for (x, o) in cx.zip(co) {
+        for j in 0..L {
+            let e = (x[j] - m).fast_exp();
+            o[j].store(e);
+            acc[j] += e;
+        }
+    }
+    let mut s = fold_lanes(acc);
+    let n = x.len() - rx.len();
+    for (o, &v) in out[n..].iter_mut().zip(rx) {
+        let e = (v - m).fast_exp();
+        o.store(e);
+        s += e;
+    }
+    s
+}
+
+/// `Σ e^{x_i − m}` ([`Float::fast_exp`]) without storing the terms.
+#[inline(always)]
+pub fn sum_exp_shift<T: Float>(x: &[T], m: T) -> T {
+    sum_map(x, |v| (v - m).fast_exp())
+}
+
+/// Dispatched [`max`] for callers outside a [`vectorized`] region.
+pub fn max_of<T: Float>(x: &[T]) -> T {
+    vectorized(
+        #[inline(always)]
+        || max(x),
+    )
+}
+
+/// Dispatched [`sum`] for callers outside a [`vectorized`] region.
+pub fn sum_of<T: Float>(x: &[T]) -> T {
+    vectorized(
+        #[inline(always)]
+        || sum(x),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ulps(a: f32, b: f32) -> u32 {
+        if a == b {
+            return 0;
+        }
+        (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs() as u32
+    }
+
+    #[test]
+    fn exp_matches_std_within_2_ulp() {
+        let mut worst = 0;
+        let mut x = -87.0f32;
+        while x < 88.7 {
+            let want = (x as f64).exp() as f32;
+            let got = exp_f32(x);
+            worst = worst.max(ulps(got, want));
+            x += 0.000_731;
+        }
+        assert!(worst <= 2, "worst {worst} ulp");
+    }
+
+    #[test]
+    fn exp_special_values() {
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_f32(-200.0), 0.0);
+        assert_eq!(exp_f32(f32::INFINITY), f32::INFINITY);
+        assert_eq!(exp_f32(89.0), f32::INFINITY);
+        assert!(exp_f32(88.72).is_finite());
+        assert!(exp_f32(f32::NAN).is_nan());
+        // subnormal results round once, close to the true value
+        let want = (-95.0f64).exp();
+        assert!(
+            (exp_f32(-95.0) as f64 - want).abs() <= 2e-45,
+            "{}",
+            exp_f32(-95.0)
+        );
+    }
+
+    #[test]
+    fn ln_and_ln_1p_match_std() {
+        let mut worst = 0;
+        let mut x = 1e-30f32;
+        while x < 1e30 {
+            worst = worst.max(ulps(ln_f32(x), (x as f64).ln() as f32));
+            x *= 1.013;
+        }
+        assert!(worst <= 2, "ln: worst {worst} ulp");
+        let mut worst = 0;
+        let mut x = -0.999f32;
+        while x < 1e6 {
+            worst = worst.max(ulps(ln_1p_f32(x), (x as f64).ln_1p() as f32));
+            x = if x < 1.0 { x + 1.3e-5 } else { x * 1.01 };
+        }
+        assert!(worst <= 2, "ln_1p: worst {worst} ulp");
+        let mut x = 1e-38f32;
+        while x < 1e-3 {
+            assert!(ulps(ln_1p_f32(x), (x as f64).ln_1p() as f32) <= 1, "{x}");
+            assert!(ulps(ln_1p_f32(-x), (-x as f64).ln_1p() as f32) <= 1, "{x}");
+            x *= 1.7;
+        }
+    }
+
+    #[test]
+    fn ln_special_values() {
+        assert_eq!(ln_f32(1.0), 0.0);
+        assert_eq!(ln_f32(0.0), f32::NEG_INFINITY);
+        assert_eq!(ln_f32(f32::INFINITY), f32::INFINITY);
+        assert!(ln_f32(-1.0).is_nan() && ln_f32(f32::NAN).is_nan());
+        assert_eq!(ln_1p_f32(0.0), 0.0);
+        assert_eq!(ln_1p_f32(-1.0), f32::NEG_INFINITY);
+        assert_eq!(ln_1p_f32(f32::INFINITY), f32::INFINITY);
+        assert!(ulps(ln_1p_f32(f32::MAX), f32::MAX.ln()) <= 1);
+        assert!(ulps(ln_f32(1e-40), (1e-40f64).ln() as f32) <= 2);
+        assert!(ln_1p_f32(-2.0).is_nan() && ln_1p_f32(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn reductions_agree_with_plain_loops() {
+        for n in [0usize, 1, 5, 16, 17, 100, 1000] {
+            let x: Vec<f64> = (0..n).map(|i| ((i * 37 % 101) as f64) - 50.0).collect();
+            let want_max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            assert_eq!(max_of(&x), want_max);
+            let want_sum: f64 = x.iter().sum();
+            assert_eq!(sum_of(&x), want_sum); // integers: exact in any order
+            let m = if n == 0 { 0.0 } else { want_max };
+            let mut out = vec![0.0; n];
+            let s = vectorized(|| exp_shift_sum(&x, m, &mut out[..]));
+            let want: Vec<f64> = x.iter().map(|v| (v - m).exp()).collect();
+            assert_eq!(out, want);
+            assert!((s - want.iter().sum::<f64>()).abs() <= 1e-13 * s.max(1.0));
+            assert!((sum_exp_shift(&x, m) - s).abs() <= 1e-13 * s.max(1.0));
+        }
+        let mut x = vec![1.0f32; 40];
+        x[33] = f32::NAN;
+        assert!(max_of(&x).is_nan());
+        x[33] = f32::INFINITY;
+        assert_eq!(max_of(&x), f32::INFINITY);
+    }
+}
