@@ -80,8 +80,9 @@ pub trait Float:
         self.ln_1p()
     }
 
-    /// `C = alpha·A·B + beta·C` for row/column-strided matrices
-    /// (`matrixmultiply`'s `sgemm`/`dgemm`).
+    /// `C = alpha·A·B + beta·C` for row/column-strided matrices, through the
+    /// `gemm` crate (packed SIMD micro-kernels chosen at run time, threads
+    /// from the rayon pool once the product is large enough to pay for them).
     ///
     /// # Safety
     /// The pointers and strides must describe valid `m×k`, `k×n` and `m×n`
@@ -102,7 +103,32 @@ pub trait Float:
         c: *mut Self,
         rsc: isize,
         csc: isize,
-    );
+    ) {
+        // The gemm crate computes dst = alpha·dst + beta·lhs·rhs, with its
+        // alpha and beta the other way round from BLAS, and takes column
+        // stride before row stride.
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            csc,
+            rsc,
+            beta != Self::zero(),
+            a,
+            csa,
+            rsa,
+            b,
+            csb,
+            rsb,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(0),
+        )
+    }
 }
 
 impl Float for f32 {
@@ -126,24 +152,6 @@ impl Float for f32 {
     fn fast_ln_1p(self) -> Self {
         crate::simd::ln_1p_f32(self)
     }
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
-        beta: Self,
-        c: *mut Self,
-        rsc: isize,
-        csc: isize,
-    ) {
-        matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-    }
 }
 
 impl Float for f64 {
@@ -154,23 +162,5 @@ impl Float for f64 {
     #[inline]
     fn as_f64(self) -> f64 {
         self
-    }
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
-        beta: Self,
-        c: *mut Self,
-        rsc: isize,
-        csc: isize,
-    ) {
-        matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
     }
 }

@@ -84,7 +84,7 @@ impl<T: Element> Tensor<T> {
     }
     /// A contiguous copy with the last two axes swapped, by 32×32 tiles so
     /// that both the reads and the writes stay in cache.
-    pub(crate) fn transpose_last2(&self) -> Tensor<T> {
+    fn transpose_last2(&self) -> Tensor<T> {
         let nd = self.ndim();
         debug_assert!(nd >= 2);
         let (r, c) = (self.dims()[nd - 2], self.dims()[nd - 1]);
@@ -125,7 +125,7 @@ impl<T: Element> Tensor<T> {
                 "t() needs at least 2 axes",
             ));
         }
-        self.transpose(nd - 2, nd - 1)
+        Ok(self.transpose_last2())
     }
     /// Materialise the NumPy broadcast of this tensor to `shape`.
     ///

@@ -3,7 +3,7 @@
 //! Dense tensors for lossgraph: contiguous row-major storage shared behind an
 //! `Arc`, shapes on `smallvec`, and plain kernels over slices (elementwise with
 //! NumPy broadcasting, reductions, softmax, matrix products through
-//! `matrixmultiply`, layout and indexing). This crate knows nothing of
+//! `gemm`, layout and indexing). This crate knows nothing of
 //! gradients; `lossgraph-autodiff` records these kernels on a tape.
 //!
 //! Every fallible function returns [`Result`]; bad shapes, axes and indices
@@ -37,7 +37,7 @@ pub use binary::broadcast_map;
 pub use error::{Error, ErrorKind, Result};
 pub use float::{DType, Element, Float};
 pub use index::check_indices;
-pub use linalg::{matmul_t, Trans};
+pub use linalg::{matmul_into, matmul_t, Trans};
 pub use shape::{broadcast_shapes, broadcasts_to, Shape};
 pub use softmax::{logsumexp_row, softmax_row};
 pub use tensor::{IndexTensor, Tensor};

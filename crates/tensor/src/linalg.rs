@@ -1,4 +1,4 @@
-//! Matrix products through `matrixmultiply` (a well-kept, SIMD, threaded GEMM).
+//! Matrix products through the `gemm` crate (a well-kept, SIMD, threaded GEMM).
 //!
 //! Transposed operands are passed as strides, never copied: `a·bᵀ` and `aᵀ·b`
 //! are what the backward of a product needs.
@@ -73,12 +73,6 @@ fn operand(op: &str, x: &[usize], t: Trans) -> Result<(usize, usize, usize, isiz
 /// `ShapeMismatch` when the shapes do not fit.
 pub fn matmul_t<T: Float>(a: &Tensor<T>, ta: Trans, b: &Tensor<T>, tb: Trans) -> Result<Tensor<T>> {
     let op = "matmul";
-    if tb == Trans::T && b.ndim() >= 2 {
-        // matrixmultiply packs a transposed right operand with strided reads,
-        // which measured 2× slower than a tiled transpose copy plus a plain
-        // product (256×784×512 f32: 2.2 ms vs 1.1 ms).
-        return matmul_t(a, ta, &b.transpose_last2(), Trans::N);
-    }
     let (ba, m, k, rsa, csa, bsa) = operand(op, a.dims(), ta)?;
     let (bb, k2, n, rsb, csb, bsb) = operand(op, b.dims(), tb)?;
     if k != k2 {
@@ -97,14 +91,19 @@ pub fn matmul_t<T: Float>(a: &Tensor<T>, ta: Trans, b: &Tensor<T>, tb: Trans) ->
     }
     let batch = ba.max(bb);
     let batched = a.ndim() == 3 || b.ndim() == 3;
-    let mut out = vec![T::zero(); batch * m * n];
-    if m > 0 && n > 0 {
+    let len = batch * m * n;
+    let out = if m == 0 || n == 0 || k == 0 {
+        vec![T::zero(); len]
+    } else {
+        // No zero fill: with beta = 0 the product writes every element.
+        let mut out: Vec<T> = Vec::with_capacity(len);
         for i in 0..batch {
             let ap = &a.as_slice()[if ba == 1 { 0 } else { i * bsa }..];
             let bp = &b.as_slice()[if bb == 1 { 0 } else { i * bsb }..];
-            let cp = &mut out[i * m * n..(i + 1) * m * n];
-            // SAFETY: the operand shapes were checked above; each pointer covers
-            // its matrix under the given strides, and `cp` is a fresh buffer.
+            // SAFETY: the operand shapes were checked above, so each pointer
+            // covers its matrix under the given strides; the destination is
+            // the spare capacity of `out` (m·n elements for this batch entry),
+            // written, never read, since beta = 0.
             unsafe {
                 T::gemm(
                     m,
@@ -118,17 +117,91 @@ pub fn matmul_t<T: Float>(a: &Tensor<T>, ta: Trans, b: &Tensor<T>, tb: Trans) ->
                     rsb,
                     csb,
                     T::zero(),
-                    cp.as_mut_ptr(),
+                    out.as_mut_ptr().add(i * m * n),
                     n as isize,
                     1,
                 );
             }
         }
-    }
+        // SAFETY: every one of the `len` elements was written above.
+        unsafe { out.set_len(len) };
+        out
+    };
     let shape = if batched {
         vec![batch, m, n]
     } else {
         vec![m, n]
     };
     Tensor::from_vec(out, shape)
+}
+
+/// `c = beta·c + op(a)·op(b)` into a row-major `[M, N]` buffer, for 2-D
+/// operands: accumulate a product (`beta = 1`, e.g. a weight gradient summed
+/// over blocks of rows) or write one into part of a larger buffer
+/// (`beta = 0`) without a temporary.
+///
+/// ```
+/// use lossgraph_tensor::{matmul_into, Tensor, Trans};
+/// let a = Tensor::from_vec(vec![1.0f64, 2.0], [2, 1])?;
+/// let mut c = vec![1.0f64; 4];
+/// matmul_into(&mut c, 1.0, &a, Trans::N, &a, Trans::T)?; // c += a·aᵀ
+/// assert_eq!(c, [2.0, 3.0, 3.0, 5.0]);
+/// # Ok::<(), lossgraph_tensor::Error>(())
+/// ```
+///
+/// # Errors
+/// `ShapeMismatch` unless both operands are 2-D with matching inner
+/// dimensions and `c` holds exactly `M·N` elements.
+pub fn matmul_into<T: Float>(
+    c: &mut [T],
+    beta: T,
+    a: &Tensor<T>,
+    ta: Trans,
+    b: &Tensor<T>,
+    tb: Trans,
+) -> Result<()> {
+    let op = "matmul_into";
+    let (ba, m, k, rsa, csa, _) = operand(op, a.dims(), ta)?;
+    let (bb, k2, n, rsb, csb, _) = operand(op, b.dims(), tb)?;
+    if a.ndim() != 2 || b.ndim() != 2 || ba != 1 || bb != 1 || k != k2 || c.len() != m * n {
+        return Err(Error::shape(
+            op,
+            &[a.dims(), b.dims(), &[c.len()]],
+            "need 2-D operands [M, K]·[K, N] and a destination of M·N elements",
+        ));
+    }
+    if k == 0 {
+        // an empty sum: c = beta·c, with beta = 0 clearing even NaN
+        c.iter_mut().for_each(|x| {
+            *x = if beta == T::zero() {
+                T::zero()
+            } else {
+                beta * *x
+            }
+        });
+        return Ok(());
+    }
+    if m > 0 && n > 0 {
+        // SAFETY: shapes checked above; `c` is an exclusive M·N buffer that
+        // cannot alias the operands' shared storage.
+        unsafe {
+            T::gemm(
+                m,
+                k,
+                n,
+                T::one(),
+                a.as_slice().as_ptr(),
+                rsa,
+                csa,
+                b.as_slice().as_ptr(),
+                rsb,
+                csb,
+                beta,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+    }
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! Kernel results against values worked out by hand.
 
 use approx::assert_relative_eq;
-use lossgraph_tensor::{ErrorKind, Shape, Tensor};
+use lossgraph_tensor::{matmul_into, matmul_t, ErrorKind, Shape, Tensor, Trans};
 
 fn t(v: &[f64], shape: &[usize]) -> Tensor<f64> {
     Tensor::from_vec(v.to_vec(), shape.to_vec()).unwrap()
@@ -200,4 +200,74 @@ fn large_kernels_match_small_ones() {
     }
     let e = a.exp();
     assert_eq!(e.as_slice()[n - 1], a.as_slice()[n - 1].exp());
+}
+
+/// `op(a)·op(b)` by the definition, in f64, for 2-D row-major operands.
+fn reference_product(a: &Tensor<f64>, ta: Trans, b: &Tensor<f64>, tb: Trans) -> Vec<f64> {
+    let at = |i: usize, p: usize| match ta {
+        Trans::N => a.as_slice()[i * a.dims()[1] + p],
+        Trans::T => a.as_slice()[p * a.dims()[1] + i],
+    };
+    let bt = |p: usize, j: usize| match tb {
+        Trans::N => b.as_slice()[p * b.dims()[1] + j],
+        Trans::T => b.as_slice()[j * b.dims()[1] + p],
+    };
+    let (m, k) = match ta {
+        Trans::N => (a.dims()[0], a.dims()[1]),
+        Trans::T => (a.dims()[1], a.dims()[0]),
+    };
+    let n = match tb {
+        Trans::N => b.dims()[1],
+        Trans::T => b.dims()[0],
+    };
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k).map(|p| at(i, p) * bt(p, j)).sum();
+        }
+    }
+    c
+}
+
+/// Sizes large enough for the GEMM's packed, threaded paths and with ragged
+/// edges, in every transposed form, against the definition; and the
+/// accumulating form `c += op(a)·op(b)`.
+#[test]
+fn matmul_matches_the_definition_at_larger_sizes() {
+    for (m, k, n) in [(67, 130, 53), (300, 257, 129), (1, 500, 3)] {
+        for ta in [Trans::N, Trans::T] {
+            for tb in [Trans::N, Trans::T] {
+                let ad = if ta == Trans::N { [m, k] } else { [k, m] };
+                let bd = if tb == Trans::N { [k, n] } else { [n, k] };
+                let a = Tensor::<f64>::randn(ad, 0.0, 1.0, 1).unwrap();
+                let b = Tensor::<f64>::randn(bd, 0.0, 1.0, 2).unwrap();
+                let want = reference_product(&a, ta, &b, tb);
+                let got = matmul_t(&a, ta, &b, tb).unwrap();
+                assert_eq!(got.dims(), &[m, n]);
+                for (g, w) in got.as_slice().iter().zip(&want) {
+                    assert_relative_eq!(*g, *w, epsilon = 1e-10, max_relative = 1e-12);
+                }
+                let mut acc = vec![1.0; m * n];
+                matmul_into(&mut acc, 1.0, &a, ta, &b, tb).unwrap();
+                for (g, w) in acc.iter().zip(&want) {
+                    assert_relative_eq!(*g, w + 1.0, epsilon = 1e-10, max_relative = 1e-12);
+                }
+            }
+        }
+    }
+    let a = Tensor::<f64>::ones([2, 3]);
+    let mut wrong = vec![0.0; 5];
+    let err = matmul_into(&mut wrong, 0.0, &a, Trans::N, &a, Trans::T).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ShapeMismatch);
+    let mut nan = vec![f64::NAN; 4];
+    matmul_into(
+        &mut nan,
+        0.0,
+        &Tensor::zeros([2, 0]),
+        Trans::N,
+        &Tensor::zeros([0, 2]),
+        Trans::N,
+    )
+    .unwrap();
+    assert_eq!(nan, [0.0; 4]);
 }
