@@ -2,17 +2,33 @@
 //! computed in blocks of rows, so the `[N, V]` logits — for a language model,
 //! tokens × vocabulary, often the largest tensor of a step — never exist whole.
 //!
-//! Forward keeps one number per row, its log-sum-exp; backward recomputes each
-//! block's logits and turns them straight into gradients:
-//! `dz = (softmax(z) − ỹ)·u` with `ỹ` the (smoothed) target, then
-//! `dh = dz·W`, `dW += dzᵀ·h`, `db += Σ_rows dz`. The value is PyTorch's
-//! `F.cross_entropy` on the full logits (class axis last), label smoothing
-//! included; rows whose target is `ignore_index` cost nothing and count for
-//! nothing in the mean (a mean over no rows is 0).
+//! Each block's logits `z = h_b·Wᵀ + b` give the rows' log-sum-exps and
+//! losses, and are then turned in place into their gradient
+//! `dz = (softmax(z) − ỹ)·u` (`ỹ` the smoothed target, `u` the row's upstream
+//! gradient), from which `dh_b = dz·W`, `dW += dzᵀ·h_b` and `db += Σ_rows dz`
+//! follow. The products write straight into the gradient buffers (a GEMM
+//! with `beta = 1` for `dW`), so the only scratch memory is one block of
+//! logits.
+//!
+//! When is the gradient computed? With a `sum` or `mean` reduction every row's
+//! `u` is the same and the gradients are linear in it, so forward computes
+//! them for `u = 1` while each block's logits are at hand, and backward only
+//! rescales them: three matrix products in all, as many as the unfused
+//! path. With `none` (each row's `u` is known only at backward time), with
+//! gradients off, or at a second backward, forward keeps one number per row
+//! (its log-sum-exp) and backward recomputes each block's logits: a fourth
+//! product, for memory that does not grow with `V`.
+//!
+//! The value is PyTorch's `F.cross_entropy` on the full logits (class axis
+//! last), label smoothing included; rows whose target is `ignore_index` cost
+//! nothing and count for nothing in the mean (a mean over no rows is 0).
 
 use crate::common::{check_option, no_batchmean, reduce, reduce_naive, Reduction, Upstream};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
-use lossgraph_tensor::{logsumexp_row, Error, Float, Tensor};
+use lossgraph_tensor::simd::{self, vectorized};
+use lossgraph_tensor::{matmul_into, Error, Float, Tensor, Trans};
+use rayon::prelude::*;
+use std::sync::Mutex;
 
 const OP: &str = "linear_cross_entropy";
 
@@ -109,6 +125,64 @@ struct LinearCrossEntropy<T> {
     smoothing: T,
     chunk: usize,
     reduction: Reduction,
+    /// With a `sum` or `mean` reduction and gradients on, which of hidden,
+    /// weight and bias need a gradient: forward then computes them for an
+    /// upstream gradient of 1 (see the module docs). `None`: value only.
+    eager: Option<[bool; 3]>,
+}
+
+/// Gradients summed block by block, each only where needed: `∂/∂hidden`
+/// (`N·H`), `∂/∂weight` (`V·H`) and `∂/∂bias` (`V`).
+struct Grads<T> {
+    dh: Option<Vec<T>>,
+    dw: Option<Vec<T>>,
+    db: Option<Vec<T>>,
+}
+
+impl<T: Float> Grads<T> {
+    /// Whether every gradient asked for is here.
+    fn covers(&self, need: &[bool]) -> bool {
+        let have = [self.dh.is_some(), self.dw.is_some(), self.db.is_some()];
+        need.iter().zip(have).all(|(&n, h)| !n || h)
+    }
+    /// Multiply every gradient by `k` (they are linear in the upstream
+    /// gradient).
+    fn scale(&mut self, k: T) {
+        for g in [&mut self.dh, &mut self.dw, &mut self.db]
+            .into_iter()
+            .flatten()
+        {
+            g.par_chunks_mut(1 << 14).for_each(|c| {
+                vectorized(
+                    #[inline(always)]
+                    || c.iter_mut().for_each(|v| *v *= k),
+                )
+            });
+        }
+    }
+}
+
+/// What forward keeps: each row's log-sum-exp (0 for ignored rows), and in
+/// eager mode the gradients for an upstream gradient of 1, which the first
+/// backward takes (a second backward recomputes).
+struct Saved<T> {
+    lse: Vec<T>,
+    unit_grads: Mutex<Option<Grads<T>>>,
+}
+
+/// Rows per parallel task when a block's rows are split over threads.
+fn rows_per_task(v: usize) -> usize {
+    (1 << 14) / v.max(1) + 1
+}
+
+/// One row of logits `z` turned into its gradient in place:
+/// `dz_c = (e^{z_c − lse} − ε/V)·u`, then `dz_y −= (1 − ε)·u`.
+#[inline(always)]
+fn row_grad<T: Float>(z: &mut [T], lse: T, off: T, hit: T, u: T, y: usize) {
+    for v in z.iter_mut() {
+        *v = ((*v - lse).fast_exp() - off) * u;
+    }
+    z[y] -= hit * u;
 }
 
 impl<T: Float> LinearCrossEntropy<T> {
@@ -140,93 +214,192 @@ impl<T: Float> LinearCrossEntropy<T> {
         if self.has_bias {
             let b = x[2].as_slice();
             let v = self.dims.v;
-            for row in z.make_mut().chunks_mut(v) {
-                row.iter_mut().zip(b).for_each(|(z, &b)| *z += b);
-            }
+            z.make_mut()
+                .par_chunks_mut(v)
+                .with_min_len(rows_per_task(v))
+                .for_each(|row| row.iter_mut().zip(b).for_each(|(z, &b)| *z += b));
         }
         Ok((hb, z))
+    }
+    /// Zeroed gradient buffers for the inputs in `need`.
+    fn new_grads(&self, need: &[bool]) -> Grads<T> {
+        let Dims { n, h, v } = self.dims;
+        let want = |k: usize| need.get(k).copied().unwrap_or(false);
+        Grads {
+            dh: want(0).then(|| vec![T::zero(); n * h]),
+            dw: want(1).then(|| vec![T::zero(); v * h]),
+            db: (self.has_bias && want(2)).then(|| vec![T::zero(); v]),
+        }
+    }
+    /// Add a block's share, given its rows `hb` and logit gradients `dz`:
+    /// `dh = dz·W` (its own rows), `dW += dzᵀ·hb`, `db += Σ_rows dz`. The
+    /// products write straight into the gradients: no `[V, H]` temporary.
+    fn accumulate(
+        &self,
+        w: &Tensor<T>,
+        hb: &Tensor<T>,
+        dz: &Tensor<T>,
+        start: usize,
+        g: &mut Grads<T>,
+    ) -> Result<()> {
+        let (h, v, len) = (self.dims.h, self.dims.v, hb.dims()[0]);
+        if let Some(dh) = g.dh.as_mut() {
+            let rows = &mut dh[start * h..(start + len) * h];
+            matmul_into(rows, T::zero(), dz, Trans::N, w, Trans::N)?;
+        }
+        if let Some(dw) = g.dw.as_mut() {
+            matmul_into(dw, T::one(), dz, Trans::T, hb, Trans::N)?;
+        }
+        if let Some(db) = g.db.as_mut() {
+            for row in dz.as_slice().chunks(v) {
+                db.iter_mut().zip(row).for_each(|(b, &g)| *b += g);
+            }
+        }
+        Ok(())
+    }
+    /// Turn each row of a block's logits into its gradient (`up` gives each
+    /// row's upstream gradient, `lse` its log-sum-exp); ignored rows get 0.
+    fn block_grad(&self, z: &mut Tensor<T>, start: usize, lse: &[T], up: &Upstream<'_, T>) {
+        let v = self.dims.v;
+        let (off, hit) = self.off_hit();
+        z.make_mut()
+            .par_chunks_mut(v)
+            .with_min_len(rows_per_task(v))
+            .enumerate()
+            .for_each(|(r, row)| {
+                let i = start + r;
+                match self.class(i) {
+                    None => row.fill(T::zero()),
+                    Some(y) => vectorized(
+                        #[inline(always)]
+                        || row_grad(row, lse[i], off, hit, up.at(i), y),
+                    ),
+                }
+            });
+    }
+    /// `ε/V`, the smoothed target's mass on every class, and `1 − ε`, the
+    /// extra mass on the target class.
+    fn off_hit(&self) -> (T, T) {
+        let eps = self.smoothing;
+        (eps / T::of(self.dims.v as f64), T::one() - eps)
+    }
+    /// Each row's loss and log-sum-exp over one block of logits.
+    fn block_loss(&self, z: &Tensor<T>, start: usize, loss: &mut [T], lse: &mut [T]) {
+        let v = self.dims.v;
+        let eps = self.smoothing;
+        let inv_v = T::one() / T::of(v as f64);
+        z.as_slice()
+            .par_chunks(v)
+            .with_min_len(rows_per_task(v))
+            .zip(loss.par_iter_mut().zip(lse.par_iter_mut()))
+            .enumerate()
+            .for_each(|(r, (row, (l, s)))| {
+                let Some(y) = self.class(start + r) else {
+                    return;
+                };
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let m = simd::max(row);
+                        let lse = m + simd::sum_exp_shift(row, m).ln();
+                        let mut li = (T::one() - eps) * (lse - row[y]);
+                        if eps > T::zero() {
+                            li += eps * (lse - simd::sum(row) * inv_v);
+                        }
+                        *l = li;
+                        *s = lse;
+                    },
+                )
+            });
+    }
+    /// The gradients of every block, recomputing the logits (backward for
+    /// `none`, or a second backward).
+    fn recompute(
+        &self,
+        x: &[&Tensor<T>],
+        lse: &[T],
+        up: Upstream<'_, T>,
+        need: &[bool],
+    ) -> Result<Grads<T>> {
+        let mut g = self.new_grads(need);
+        for (start, len) in self.blocks() {
+            let (hb, mut z) = self.logits(x, start, len)?;
+            self.block_grad(&mut z, start, lse, &up);
+            self.accumulate(x[1], &hb, &z, start, &mut g)?;
+        }
+        Ok(g)
     }
 }
 
 impl<T: Float> CustomOp<T> for LinearCrossEntropy<T> {
-    /// The log-sum-exp of each row's logits (0 for ignored rows).
-    type Saved = Vec<T>;
+    type Saved = Saved<T>;
     fn name(&self) -> &str {
         OP
     }
-    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Vec<T>)> {
-        let Dims { n, v, .. } = self.dims;
-        let eps = self.smoothing;
-        let inv_v = T::one() / T::of(v as f64);
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Saved<T>)> {
+        let n = self.dims.n;
+        let count = self.count();
         let mut loss = vec![T::zero(); n];
         let mut lse = vec![T::zero(); n];
+        let one = Tensor::scalar(T::one());
+        let unit = Upstream::new(&one, self.reduction, count);
+        let mut grads = self.eager.map(|need| self.new_grads(&need));
         for (start, len) in self.blocks() {
-            let (_, z) = self.logits(x, start, len)?;
-            for (r, row) in z.as_slice().chunks(v).enumerate() {
-                let i = start + r;
-                let Some(y) = self.class(i) else { continue };
-                let l = logsumexp_row(row);
-                let mut li = (T::one() - eps) * (l - row[y]);
-                if eps > T::zero() {
-                    let mean = row.iter().copied().sum::<T>() * inv_v;
-                    li += eps * (l - mean);
-                }
-                loss[i] = li;
-                lse[i] = l;
+            let (hb, mut z) = self.logits(x, start, len)?;
+            let rows = start..start + len;
+            self.block_loss(&z, start, &mut loss[rows.clone()], &mut lse[rows]);
+            if let Some(g) = grads.as_mut() {
+                // while the block's logits exist: its gradient, for u = 1
+                self.block_grad(&mut z, start, &lse, &unit);
+                self.accumulate(x[1], &hb, &z, start, g)?;
             }
         }
-        let count = self.count();
         let out = reduce(loss, self.target.shape().clone(), self.reduction, count)?;
-        Ok((out, lse))
+        let saved = Saved {
+            lse,
+            unit_grads: Mutex::new(grads),
+        };
+        Ok((out, saved))
     }
-    fn backward(&self, cx: &BackwardCtx<'_, T, Vec<T>>) -> Result<Vec<Option<Tensor<T>>>> {
-        let Dims { n, h, v } = self.dims;
-        let x: Vec<&Tensor<T>> = cx.inputs.iter().collect();
-        let need = |k: usize| cx.needs_grad.get(k).copied().unwrap_or(false);
-        let up = Upstream::new(cx.grad_output, self.reduction, self.count());
-        let eps = self.smoothing;
-        let off = eps / T::of(v as f64);
-        let hit = T::one() - eps;
-        let mut dh = need(0).then(|| vec![T::zero(); n * h]);
-        let mut dw = need(1).then(|| Tensor::zeros([v, h]));
-        let mut db = (self.has_bias && need(2)).then(|| vec![T::zero(); v]);
-        for (start, len) in self.blocks() {
-            let (hb, mut dz) = self.logits(&x, start, len)?;
-            // dz = (softmax(z) − ε/V − (1−ε)·[c = y])·uᵢ, in place of z
-            for (r, row) in dz.make_mut().chunks_mut(v).enumerate() {
-                let i = start + r;
-                let Some(y) = self.class(i) else {
-                    row.fill(T::zero());
-                    continue;
-                };
-                let (l, u) = (cx.saved[i], up.at(i));
-                for z in row.iter_mut() {
-                    *z = ((*z - l).exp() - off) * u;
+    fn backward(&self, cx: &BackwardCtx<'_, T, Saved<T>>) -> Result<Vec<Option<Tensor<T>>>> {
+        let Dims { h, v, .. } = self.dims;
+        let taken = cx
+            .saved
+            .unit_grads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let g = match taken {
+            Some(mut g) if g.covers(cx.needs_grad) => {
+                let k = cx.grad_output.as_slice()[0];
+                if k != T::one() {
+                    g.scale(k);
                 }
-                row[y] -= hit * u;
+                g
             }
-            if let Some(dh) = dh.as_mut() {
-                let g = dz.matmul(x[1])?;
-                dh[start * h..(start + len) * h].copy_from_slice(g.as_slice());
+            _ => {
+                let x: Vec<&Tensor<T>> = cx.inputs.iter().collect();
+                let up = Upstream::new(cx.grad_output, self.reduction, self.count());
+                self.recompute(&x, &cx.saved.lse, up, cx.needs_grad)?
             }
-            if let Some(dw) = dw.as_mut() {
-                dw.add_assign(&dz.matmul_tn(&hb)?)?;
-            }
-            if let Some(db) = db.as_mut() {
-                for row in dz.as_slice().chunks(v) {
-                    db.iter_mut().zip(row).for_each(|(b, &g)| *b += g);
-                }
-            }
-        }
-        let mut grads = vec![
-            dh.map(|d| Tensor::from_vec(d, cx.inputs[0].shape().clone()))
+        };
+        let want = |k: usize| cx.needs_grad.get(k).copied().unwrap_or(false);
+        let mut out = vec![
+            g.dh.filter(|_| want(0))
+                .map(|d| Tensor::from_vec(d, cx.inputs[0].shape().clone()))
                 .transpose()?,
-            dw,
+            g.dw.filter(|_| want(1))
+                .map(|d| Tensor::from_vec(d, [v, h]))
+                .transpose()?,
         ];
         if self.has_bias {
-            grads.push(db.map(|d| Tensor::from_vec(d, [v])).transpose()?);
+            out.push(
+                g.db.filter(|_| want(2))
+                    .map(|d| Tensor::from_vec(d, [v]))
+                    .transpose()?,
+            );
         }
-        Ok(grads)
+        Ok(out)
     }
 }
 
@@ -277,6 +450,14 @@ pub fn linear_cross_entropy<T: Float>(
     opts: &LinearCrossEntropyOptions,
 ) -> Result<Var<T>> {
     let dims = validate(hidden, weight, bias, target, opts)?;
+    let need = [
+        hidden.requires_grad(),
+        weight.requires_grad(),
+        bias.is_some_and(|b| b.requires_grad()),
+    ];
+    let eager =
+        (opts.reduction != Reduction::None && hidden.tape().grad_enabled() && need.contains(&true))
+            .then_some(need);
     let op = LinearCrossEntropy {
         target: target.clone(),
         dims,
@@ -285,6 +466,7 @@ pub fn linear_cross_entropy<T: Float>(
         smoothing: T::of(opts.label_smoothing),
         chunk: opts.chunk,
         reduction: opts.reduction,
+        eager,
     };
     let mut inputs = vec![hidden, weight];
     inputs.extend(bias);
@@ -429,6 +611,48 @@ mod tests {
         crate::testing::assert_close("output", &v1, &v10, 1e-13);
         for (a, b) in g1.iter().zip(&g10) {
             crate::testing::assert_close("grad", a, b, 1e-12);
+        }
+    }
+
+    /// The gradients computed in forward (sum, mean) equal the ones a second
+    /// backward recomputes, rescaled by the upstream gradient; a constant
+    /// input gets none.
+    #[test]
+    fn eager_and_recomputed_gradients_agree() {
+        for reduction in [Reduction::Sum, Reduction::Mean] {
+            let (c, t) = case(&[9], 4, 7, true, 3);
+            let o = LinearCrossEntropyOptions {
+                reduction,
+                chunk: 4,
+                label_smoothing: 0.1,
+                ..Default::default()
+            };
+            let tape = Tape::<f64>::new();
+            let hidden = tape.constant(c.inputs[0].clone());
+            let (w, b) = (
+                tape.leaf(c.inputs[1].clone()),
+                tape.leaf(c.inputs[2].clone()),
+            );
+            let loss = linear_cross_entropy(&hidden, &w, Some(&b), &t, &o).unwrap();
+            let scaled = loss.mul_scalar(2.5).unwrap();
+            let first = scaled.backward().unwrap();
+            let second = scaled.backward().unwrap();
+            assert!(first.get(&hidden).is_none());
+            for x in [&w, &b] {
+                crate::testing::assert_close(
+                    "second backward",
+                    second.get(x).unwrap(),
+                    first.get(x).unwrap(),
+                    1e-13,
+                );
+            }
+            let unit = loss.backward().unwrap();
+            crate::testing::assert_close(
+                "rescaled",
+                &unit.get(&w).unwrap().mul_scalar(2.5),
+                first.get(&w).unwrap(),
+                1e-13,
+            );
         }
     }
 
