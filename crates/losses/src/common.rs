@@ -8,6 +8,7 @@ use lossgraph_tensor::{Error, Float, Shape, Tensor};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use std::ops::Range;
+use std::sync::Mutex;
 
 /// How the per-item losses are combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -197,20 +198,22 @@ pub(crate) fn chunked_fill<E: Send>(out: &mut [E], f: impl Fn(usize, &mut [E]) +
 }
 
 /// Run `f(range, a_chunk, b_chunk)` over fixed chunks of `0..n` and of the
-/// two optional outputs (each `n` long when present), over rayon when large.
-pub(crate) fn chunked_fill2<E: Send>(
+/// two optional outputs (each `n` long when present), over rayon when large;
+/// returns what `f` gave for each chunk, in order.
+pub(crate) fn chunked_fill2<E: Send, R: Send>(
     n: usize,
     a: Option<&mut [E]>,
     b: Option<&mut [E]>,
-    f: impl Fn(Range<usize>, Option<&mut [E]>, Option<&mut [E]>) + Sync + Send,
-) {
+    f: impl Fn(Range<usize>, Option<&mut [E]>, Option<&mut [E]>) -> R + Sync + Send,
+) -> Vec<R> {
     if n < PAR_THRESHOLD {
-        return f(0..n, a, b);
+        return vec![f(0..n, a, b)];
     }
     chunks(n)
         .zip(split_chunks(a, n))
         .zip(split_chunks(b, n))
-        .for_each(|((r, a), b)| f(r, a, b));
+        .map(|((r, a), b)| f(r, a, b))
+        .collect()
 }
 
 /// An optional buffer of `n` elements cut into the chunks of [`chunks`]
@@ -322,9 +325,63 @@ fn grad_loop_u<T: Float>(
     }
 }
 
+/// Which inputs get their gradient already in forward: with a `sum` or
+/// `mean` reduction every item's upstream gradient is the same number, and
+/// the gradients are linear in it, so forward can compute them for an
+/// upstream gradient of 1 in the same pass over the data (while it is in
+/// cache) and backward only rescales them. `None` (value only) for `none`,
+/// with gradients off, or when no input needs a gradient.
+pub fn eager_inputs<T: Float>(reduction: Reduction, inputs: &[&Var<T>]) -> Option<Vec<bool>> {
+    let need: Vec<bool> = inputs.iter().map(|v| v.requires_grad()).collect();
+    let on = inputs.first().is_some_and(|v| v.tape().grad_enabled());
+    (reduction != Reduction::None && on && need.contains(&true)).then_some(need)
+}
+
+/// Gradients forward computed for an upstream gradient of 1 (one optional
+/// buffer per input, see [`eager_inputs`]), kept for the first backward,
+/// which takes them; a second backward finds none and recomputes.
+pub struct UnitGrads<T>(Mutex<Option<Vec<Option<Vec<T>>>>>);
+
+impl<T: Float> UnitGrads<T> {
+    /// Keep `grads` (`None`: forward computed none).
+    pub fn new(grads: Option<Vec<Option<Vec<T>>>>) -> Self {
+        UnitGrads(Mutex::new(grads))
+    }
+    /// The gradients scaled by the (scalar) upstream gradient `g`, if they
+    /// are still here and cover every input in `need`; inputs not in `need`
+    /// get `None`.
+    pub fn take_scaled(&self, g: &Tensor<T>, need: &[bool]) -> Option<Vec<Option<Vec<T>>>> {
+        let mut grads = self.0.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        let covered = need
+            .iter()
+            .enumerate()
+            .all(|(i, &n)| !n || grads.get(i).is_some_and(|g| g.is_some()));
+        if !covered {
+            return None;
+        }
+        let k = g.as_slice()[0];
+        for (i, slot) in grads.iter_mut().enumerate() {
+            if !need.get(i).copied().unwrap_or(false) {
+                *slot = None;
+            } else if let (Some(v), true) = (slot.as_mut(), k != T::one()) {
+                v.par_chunks_mut(CHUNK).for_each(|c| {
+                    vectorized(
+                        #[inline(always)]
+                        || c.iter_mut().for_each(|x| *x *= k),
+                    )
+                });
+            }
+        }
+        Some(grads)
+    }
+}
+
 /// A loss that is `f(a, b)` element by element over two same-shaped inputs,
 /// reduced. `loss(a, b)` gives the item's loss, `grad(a, b)` its partial
-/// derivatives `(∂/∂a, ∂/∂b)`. Nothing is saved: backward recomputes the
+/// derivatives `(∂/∂a, ∂/∂b)`. With `sum` or `mean` and an input that needs a
+/// gradient, forward writes the gradients for an upstream gradient of 1 in
+/// the same pass as the sum ([`eager_inputs`]): the data is read once for
+/// the whole step. Otherwise nothing is saved and backward recomputes the
 /// derivatives from the inputs, which the tape holds anyway.
 ///
 /// Both passes run over fixed chunks of 32K elements split over rayon,
@@ -344,6 +401,8 @@ pub struct Elementwise<T, L, G> {
     pub loss: L,
     /// Per-item partial derivatives.
     pub grad: G,
+    /// Which inputs get their gradient in forward (set by [`Self::apply`]).
+    eager: Option<Vec<bool>>,
     /// Marker for the element type.
     pub _t: std::marker::PhantomData<T>,
 }
@@ -361,6 +420,7 @@ where
             reduction,
             loss,
             grad,
+            eager: None,
             _t: std::marker::PhantomData,
         }
     }
@@ -369,9 +429,10 @@ where
     ///
     /// # Errors
     /// `ShapeMismatch` when the shapes differ; `InvalidOption` for batchmean.
-    pub fn apply(self, a: &Var<T>, b: &Var<T>) -> Result<Var<T>> {
+    pub fn apply(mut self, a: &Var<T>, b: &Var<T>) -> Result<Var<T>> {
         no_batchmean(self.name, self.reduction)?;
         same_shape(self.name, &a.shape(), &b.shape(), "both inputs")?;
+        self.eager = eager_inputs(self.reduction, &[a, b]);
         let tape: Tape<T> = a.tape().clone();
         tape.apply(self, &[a, b])
     }
@@ -383,14 +444,20 @@ where
     L: Fn(T, T) -> T + Send + Sync + 'static,
     G: Fn(T, T) -> (T, T) + Send + Sync + 'static,
 {
-    type Saved = ();
+    type Saved = UnitGrads<T>;
     fn name(&self) -> &str {
         self.name
     }
-    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, ())> {
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, UnitGrads<T>)> {
         let (a, b) = (x[0].as_slice(), x[1].as_slice());
         let n = a.len();
         let loss = &self.loss;
+        if let Some(need) = &self.eager {
+            let one = Tensor::scalar(T::one());
+            let (s, grads) = self.sum_and_grads(a, b, Upstream::new(&one, self.reduction, n), need);
+            let out = reduce(vec![s], Shape::scalar(), self.reduction, n)?;
+            return Ok((out, UnitGrads::new(Some(grads))));
+        }
         let out = match self.reduction {
             Reduction::None => {
                 let mut out = unfilled(n);
@@ -417,24 +484,59 @@ where
                 reduce(vec![s], Shape::scalar(), r, n)?
             }
         };
-        Ok((out, ()))
+        Ok((out, UnitGrads::new(None)))
     }
-    fn backward(&self, cx: &BackwardCtx<'_, T, ()>) -> Result<Vec<Option<Tensor<T>>>> {
+    fn backward(&self, cx: &BackwardCtx<'_, T, UnitGrads<T>>) -> Result<Vec<Option<Tensor<T>>>> {
         let (a, b) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
         let n = a.len();
-        let up = Upstream::new(cx.grad_output, self.reduction, n);
-        let mut da = cx.needs_grad[0].then(|| unfilled(n));
-        let mut db = cx.needs_grad[1].then(|| unfilled(n));
-        let grad = &self.grad;
+        let grads = match cx.saved.take_scaled(cx.grad_output, cx.needs_grad) {
+            Some(g) => g,
+            None => {
+                let up = Upstream::new(cx.grad_output, self.reduction, n);
+                self.sum_and_grads(a, b, up, cx.needs_grad).1
+            }
+        };
+        let shape = cx.inputs[0].shape();
+        grads
+            .into_iter()
+            .map(|g| g.map(|g| Tensor::from_vec(g, shape.clone())).transpose())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Into::into)
+    }
+}
+
+impl<T, L, G> Elementwise<T, L, G>
+where
+    T: Float,
+    L: Fn(T, T) -> T + Send + Sync + 'static,
+    G: Fn(T, T) -> (T, T) + Send + Sync + 'static,
+{
+    /// One pass over the inputs, chunk by chunk: the sum of the losses and
+    /// the gradients `u·∂` for the inputs in `need`, each written once into
+    /// a buffer allocated once (no zero fill). The chunk is still in cache
+    /// when the gradient loop reads it after the sum.
+    fn sum_and_grads(
+        &self,
+        a: &[T],
+        b: &[T],
+        up: Upstream<'_, T>,
+        need: &[bool],
+    ) -> (T, Vec<Option<Vec<T>>>) {
+        let n = a.len();
+        let (loss, grad) = (&self.loss, &self.grad);
+        let want = |k: usize| need.get(k).copied().unwrap_or(false);
+        let mut da = want(0).then(|| unfilled(n));
+        let mut db = want(1).then(|| unfilled(n));
         let (sa, sb) = (
             da.as_mut().map(|v| slots(v, n)),
             db.as_mut().map(|v| slots(v, n)),
         );
-        chunked_fill2(n, sa, sb, |r, da, db| {
+        let parts = chunked_fill2(n, sa, sb, |r, da, db| {
             let (a, b, up) = (&a[r.clone()], &b[r.clone()], up.range(r));
             vectorized(
                 #[inline(always)]
                 || {
+                    let s = simd::sum_map2(a, b, loss);
                     grad_loop(
                         #[inline(always)]
                         |_, x, y| grad(x, y),
@@ -443,7 +545,8 @@ where
                         up,
                         da,
                         db,
-                    )
+                    );
+                    s
                 },
             )
         });
@@ -452,11 +555,7 @@ where
             // of each present output.
             unsafe { filled(v, n) };
         }
-        let shape = cx.inputs[0].shape();
-        Ok(vec![
-            da.map(|d| Tensor::from_vec(d, shape.clone())).transpose()?,
-            db.map(|d| Tensor::from_vec(d, shape.clone())).transpose()?,
-        ])
+        (simd::sum_of(&parts), vec![da, db])
     }
 }
 

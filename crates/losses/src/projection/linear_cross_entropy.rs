@@ -23,12 +23,13 @@
 //! last), label smoothing included; rows whose target is `ignore_index` cost
 //! nothing and count for nothing in the mean (a mean over no rows is 0).
 
-use crate::common::{check_option, no_batchmean, reduce, reduce_naive, Reduction, Upstream};
+use crate::common::{
+    check_option, eager_inputs, no_batchmean, reduce, reduce_naive, Reduction, UnitGrads, Upstream,
+};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized};
 use lossgraph_tensor::{matmul_into, Error, Float, Tensor, Trans};
 use rayon::prelude::*;
-use std::sync::Mutex;
 
 const OP: &str = "linear_cross_entropy";
 
@@ -128,7 +129,7 @@ struct LinearCrossEntropy<T> {
     /// With a `sum` or `mean` reduction and gradients on, which of hidden,
     /// weight and bias need a gradient: forward then computes them for an
     /// upstream gradient of 1 (see the module docs). `None`: value only.
-    eager: Option<[bool; 3]>,
+    eager: Option<Vec<bool>>,
 }
 
 /// Gradients summed block by block, each only where needed: `∂/∂hidden`
@@ -139,26 +140,9 @@ struct Grads<T> {
     db: Option<Vec<T>>,
 }
 
-impl<T: Float> Grads<T> {
-    /// Whether every gradient asked for is here.
-    fn covers(&self, need: &[bool]) -> bool {
-        let have = [self.dh.is_some(), self.dw.is_some(), self.db.is_some()];
-        need.iter().zip(have).all(|(&n, h)| !n || h)
-    }
-    /// Multiply every gradient by `k` (they are linear in the upstream
-    /// gradient).
-    fn scale(&mut self, k: T) {
-        for g in [&mut self.dh, &mut self.dw, &mut self.db]
-            .into_iter()
-            .flatten()
-        {
-            g.par_chunks_mut(1 << 14).for_each(|c| {
-                vectorized(
-                    #[inline(always)]
-                    || c.iter_mut().for_each(|v| *v *= k),
-                )
-            });
-        }
+impl<T> Grads<T> {
+    fn into_vec(self) -> Vec<Option<Vec<T>>> {
+        vec![self.dh, self.dw, self.db]
     }
 }
 
@@ -167,7 +151,7 @@ impl<T: Float> Grads<T> {
 /// backward takes (a second backward recomputes).
 struct Saved<T> {
     lse: Vec<T>,
-    unit_grads: Mutex<Option<Grads<T>>>,
+    unit_grads: UnitGrads<T>,
 }
 
 /// Rows per parallel task when a block's rows are split over threads.
@@ -343,7 +327,7 @@ impl<T: Float> CustomOp<T> for LinearCrossEntropy<T> {
         let mut lse = vec![T::zero(); n];
         let one = Tensor::scalar(T::one());
         let unit = Upstream::new(&one, self.reduction, count);
-        let mut grads = self.eager.map(|need| self.new_grads(&need));
+        let mut grads = self.eager.as_ref().map(|need| self.new_grads(need));
         for (start, len) in self.blocks() {
             let (hb, mut z) = self.logits(x, start, len)?;
             let rows = start..start + len;
@@ -357,44 +341,44 @@ impl<T: Float> CustomOp<T> for LinearCrossEntropy<T> {
         let out = reduce(loss, self.target.shape().clone(), self.reduction, count)?;
         let saved = Saved {
             lse,
-            unit_grads: Mutex::new(grads),
+            unit_grads: UnitGrads::new(grads.map(Grads::into_vec)),
         };
         Ok((out, saved))
     }
     fn backward(&self, cx: &BackwardCtx<'_, T, Saved<T>>) -> Result<Vec<Option<Tensor<T>>>> {
         let Dims { h, v, .. } = self.dims;
-        let taken = cx
+        let g = match cx
             .saved
             .unit_grads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        let g = match taken {
-            Some(mut g) if g.covers(cx.needs_grad) => {
-                let k = cx.grad_output.as_slice()[0];
-                if k != T::one() {
-                    g.scale(k);
-                }
-                g
-            }
-            _ => {
+            .take_scaled(cx.grad_output, cx.needs_grad)
+        {
+            Some(g) => g,
+            None => {
                 let x: Vec<&Tensor<T>> = cx.inputs.iter().collect();
                 let up = Upstream::new(cx.grad_output, self.reduction, self.count());
                 self.recompute(&x, &cx.saved.lse, up, cx.needs_grad)?
+                    .into_vec()
             }
         };
+        let mut g = g.into_iter();
         let want = |k: usize| cx.needs_grad.get(k).copied().unwrap_or(false);
         let mut out = vec![
-            g.dh.filter(|_| want(0))
+            g.next()
+                .flatten()
+                .filter(|_| want(0))
                 .map(|d| Tensor::from_vec(d, cx.inputs[0].shape().clone()))
                 .transpose()?,
-            g.dw.filter(|_| want(1))
+            g.next()
+                .flatten()
+                .filter(|_| want(1))
                 .map(|d| Tensor::from_vec(d, [v, h]))
                 .transpose()?,
         ];
         if self.has_bias {
             out.push(
-                g.db.filter(|_| want(2))
+                g.next()
+                    .flatten()
+                    .filter(|_| want(2))
                     .map(|d| Tensor::from_vec(d, [v]))
                     .transpose()?,
             );
@@ -450,14 +434,9 @@ pub fn linear_cross_entropy<T: Float>(
     opts: &LinearCrossEntropyOptions,
 ) -> Result<Var<T>> {
     let dims = validate(hidden, weight, bias, target, opts)?;
-    let need = [
-        hidden.requires_grad(),
-        weight.requires_grad(),
-        bias.is_some_and(|b| b.requires_grad()),
-    ];
-    let eager =
-        (opts.reduction != Reduction::None && hidden.tape().grad_enabled() && need.contains(&true))
-            .then_some(need);
+    let mut inputs = vec![hidden, weight];
+    inputs.extend(bias);
+    let eager = eager_inputs(opts.reduction, &inputs);
     let op = LinearCrossEntropy {
         target: target.clone(),
         dims,
@@ -468,8 +447,6 @@ pub fn linear_cross_entropy<T: Float>(
         reduction: opts.reduction,
         eager,
     };
-    let mut inputs = vec![hidden, weight];
-    inputs.extend(bias);
     hidden.tape().clone().apply(op, &inputs)
 }
 
