@@ -9,6 +9,8 @@ pub use lossgraph_losses as losses;
 pub use lossgraph_nn as nn;
 pub use lossgraph_tensor as tensor;
 
+pub mod bench_cases;
+
 /// The types most programs use.
 pub mod prelude {
     pub use lossgraph_autodiff::{

@@ -1,16 +1,15 @@
 //! `lossgraph bench`: fused vs naive, forward + backward, median time and
 //! peak extra heap, at sizes that matter (LM-sized logits, 4M-element
-//! regression batches, a 32k-vocabulary projection).
+//! regression batches, a 32k-vocabulary projection). The cases, their inputs
+//! and the run itself are `lossgraph::bench_cases`, shared with
+//! `cargo bench --bench losses`; the timing loop, peaks and table are here.
 
 use crate::alloc::peak_during;
 use indicatif::{ProgressBar, ProgressStyle};
-use lossgraph::autodiff::{Tape, Var};
-use lossgraph::losses::catalog::{call, describe, Size};
-use lossgraph::losses::registry::{
-    build_from_vars, real_inputs, Call, Flavor, InputValue, OptValue,
-};
+use lossgraph::bench_cases::{default_specs, prepare, run_once, Prepared, Spec};
+use lossgraph::losses::catalog::describe;
+use lossgraph::losses::registry::{Call, Flavor};
 use lossgraph::tensor::Tensor;
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -57,64 +56,6 @@ pub struct Args {
     retain_heap: bool,
 }
 
-/// One benchmark: an op, its size and options.
-struct Spec {
-    op: &'static str,
-    size: Size,
-    options: BTreeMap<String, OptValue>,
-}
-
-fn spec(op: &'static str, n: usize, c: usize) -> Spec {
-    Spec {
-        op,
-        size: Size::new(n, c),
-        options: BTreeMap::new(),
-    }
-}
-
-/// The default rows: the sizes the performance targets are stated at.
-fn default_specs() -> Vec<Spec> {
-    let m4 = (4096, 1024); // 4M elements
-    let mut v = vec![
-        spec("cross_entropy", 1024, 32000),
-        spec("cross_entropy", 8192, 1000),
-        spec("cross_entropy", 65536, 10),
-    ];
-    for op in [
-        "mse",
-        "mae",
-        "huber",
-        "smooth_l1",
-        "log_cosh",
-        "quantile",
-        "gaussian_nll",
-        "poisson_nll",
-        "bce",
-        "bce_with_logits",
-        "sigmoid_focal",
-        "hinge",
-        "kl_div",
-        "masked_mean",
-        "weighted_mean",
-    ] {
-        v.push(spec(op, m4.0, m4.1));
-    }
-    for op in ["nll", "softmax_focal", "brier", "multi_margin", "kl_logits"] {
-        v.push(spec(op, 1024, 1000));
-    }
-    v.push(spec("gaussian_kl", 4096, 1024));
-    v.push(spec("contrastive", 8192, 128));
-    v.push(spec("triplet", 8192, 128));
-    v.push(spec("info_nce", 1024, 256));
-    for op in ["margin_ranking", "bradley_terry", "dpo"] {
-        v.push(spec(op, 1 << 20, 1));
-    }
-    let mut lce = spec("linear_cross_entropy", 1024, 32000);
-    lce.size.hidden = 1024;
-    v.push(lce);
-    v
-}
-
 /// A result row.
 struct Row {
     op: String,
@@ -140,29 +81,6 @@ struct Timing {
 struct Peak {
     total: usize,
     scratch: usize,
-}
-
-/// One forward + backward on a fresh tape (leaves are Arc clones of the
-/// prepared f32 tensors: no copy); returns the bytes of the gradients.
-fn run_once(c: &Call, flavor: Flavor, inputs: &[(String, Tensor<f32>)]) -> Result<usize, String> {
-    let tape = Tape::<f32>::new();
-    let vars: BTreeMap<String, Var<f32>> = inputs
-        .iter()
-        .map(|(n, t)| (n.clone(), tape.leaf(t.clone())))
-        .collect();
-    let b = build_from_vars(&tape, c, flavor, vars.clone()).map_err(|e| e.to_string())?;
-    let out = b.output.value();
-    let g = b
-        .output
-        .backward_with(Tensor::ones(out.shape().clone()))
-        .map_err(|e| e.to_string())?;
-    let bytes = vars
-        .values()
-        .filter_map(|v| g.get(v))
-        .map(|t| t.numel() * std::mem::size_of::<f32>())
-        .sum();
-    std::hint::black_box(&g);
-    Ok(bytes)
 }
 
 /// Time fused and naive runs in alternation (so both see the same machine
@@ -208,36 +126,11 @@ fn peak(c: &Call, flavor: Flavor, inputs: &[(String, Tensor<f32>)]) -> Result<Pe
 }
 
 fn bench_spec(s: &Spec, max_reps: usize, exact: bool) -> Result<Row, String> {
-    let c = call(s.op, &s.options, s.size, 1).ok_or_else(|| format!("unknown op {}", s.op))?;
-    let inputs: Vec<(String, Tensor<f32>)> = real_inputs(&c)
-        .into_iter()
-        .map(|n| {
-            let t = match &c.inputs[&n] {
-                InputValue::Real(t) => t.cast::<f32>(),
-                InputValue::Int(_) => unreachable!("real inputs only"),
-            };
-            (n, t)
-        })
-        .collect();
-    // the f64 copies are not needed any more: keep only what the op reads
-    let mut c = c;
-    for (n, _) in &inputs {
-        c.inputs
-            .insert(n.clone(), InputValue::Real(Tensor::zeros([0])));
-    }
-    let shape = match s.op {
-        "linear_cross_entropy" => format!(
-            "[{}, {}]x[{}, {}]",
-            s.size.n, s.size.hidden, s.size.c, s.size.hidden
-        ),
-        _ => format!(
-            "{:?}",
-            inputs
-                .first()
-                .map(|(_, t)| t.dims().to_vec())
-                .unwrap_or_default()
-        ),
-    };
+    let Prepared {
+        call: c,
+        inputs,
+        shape,
+    } = prepare(s, 1)?;
     let (fused, naive) = time_pair(&c, &inputs, max_reps, exact)?;
     let fused_peak = peak(&c, Flavor::Fused, &inputs)?;
     let naive_peak = peak(&c, Flavor::Naive, &inputs)?;
