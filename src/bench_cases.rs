@@ -6,7 +6,7 @@
 //! and report.
 
 use crate::autodiff::{Tape, Var};
-use crate::losses::catalog::{call, Size};
+use crate::losses::catalog::{call, data_inputs, Size};
 use crate::losses::registry::{build_from_vars, real_inputs, Call, Flavor, InputValue, OptValue};
 use crate::tensor::Tensor;
 use std::collections::BTreeMap;
@@ -133,6 +133,9 @@ pub fn prepare(s: &Spec, seed: u64) -> Result<Prepared, String> {
 /// One forward + backward on a fresh tape (leaves are Arc clones of the
 /// prepared f32 tensors: no copy), with a ones cotangent; returns the bytes of
 /// the gradients, so that a caller measuring memory can tell them from scratch.
+/// As in a training step, the data inputs ([`data_inputs`]: targets, masks,
+/// a teacher's logits) are constants and the others are leaves that get a
+/// gradient.
 pub fn run_once(
     c: &Call,
     flavor: Flavor,
@@ -141,7 +144,14 @@ pub fn run_once(
     let tape = Tape::<f32>::new();
     let vars: BTreeMap<String, Var<f32>> = inputs
         .iter()
-        .map(|(n, t)| (n.clone(), tape.leaf(t.clone())))
+        .map(|(n, t)| {
+            let v = if data_inputs(&c.op).contains(&n.as_str()) {
+                tape.constant(t.clone())
+            } else {
+                tape.leaf(t.clone())
+            };
+            (n.clone(), v)
+        })
         .collect();
     let b = build_from_vars(&tape, c, flavor, vars.clone()).map_err(|e| e.to_string())?;
     let out = b.output.value();

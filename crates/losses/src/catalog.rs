@@ -489,6 +489,21 @@ pub fn label_inputs(op: &str) -> &'static [&'static str] {
     }
 }
 
+/// Real inputs that are data in a training step (targets, masks, weights, a
+/// teacher's or a frozen reference model's outputs): gradients flow to the
+/// other inputs. Benchmarks hold these constant, as training does; the ops
+/// still differentiate them when asked (gradient checks do).
+pub fn data_inputs(op: &str) -> &'static [&'static str] {
+    match op {
+        "masked_mean" => &["mask"],
+        "weighted_mean" => &["weights"],
+        "contrastive" => &["similar"],
+        "kl_logits" => &["teacher"],
+        "dpo" => &["ref_chosen", "ref_rejected"],
+        _ => &["target"],
+    }
+}
+
 /// Options rendered as `key=value` pairs, for tables.
 pub fn describe(options: &BTreeMap<String, OptValue>) -> String {
     if options.is_empty() {

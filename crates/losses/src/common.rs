@@ -386,7 +386,7 @@ impl<T: Float> UnitGrads<T> {
 ///
 /// Both passes run over fixed chunks of 32K elements split over rayon,
 /// each a loop compiled for the widest vector instructions the CPU has
-/// ([`vectorized`]); forward sums each chunk with 16 accumulators (no
+/// ([`vectorized`]); forward sums each chunk with many accumulators (no
 /// per-item loss vector unless the reduction is `none`), backward writes each
 /// gradient once into a buffer allocated once (no zero fill, no per-element
 /// push). For the loops to vectorise, pass `loss` and `grad` as closures

@@ -111,7 +111,7 @@ pub fn bce<T: Float>(probs: &Var<T>, target: &Var<T>, opts: &BceOptions<T>) -> R
         #[inline(always)]
         |a, b, pw| item_grad(a, b, pw),
     );
-    probs.tape().apply(op, &[probs, target])
+    op.apply(probs, target)
 }
 
 /// Checks shared by [`bce`] and its twin; returns the weight at the input's shape.

@@ -125,7 +125,7 @@ pub fn bce_with_logits<T: Float>(
         #[inline(always)]
         |a, b, pw| item_grad(a, b, pw),
     );
-    logits.tape().apply(op, &[logits, target])
+    op.apply(logits, target)
 }
 
 /// The option tensors broadcast to a checked input shape.

@@ -3,10 +3,10 @@
 //! that is `w · f(a, b; pw)` element by element.
 
 use crate::common::{
-    chunked_fill, chunked_fill2, chunked_sum, filled, grad_loop, reduce, slots, unfilled,
-    Reduction, Upstream,
+    chunked_fill, chunked_fill2, chunked_sum, eager_inputs, filled, grad_loop, reduce, slots,
+    unfilled, Reduction, UnitGrads, Upstream,
 };
-use lossgraph_autodiff::{BackwardCtx, CustomOp, Result};
+use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized, Store};
 use lossgraph_tensor::{broadcasts_to, Error, Float, Shape, Tensor};
 use std::ops::Range;
@@ -139,9 +139,11 @@ fn sum_chunk<T: Float>(
 
 /// `ℓᵢ = wᵢ · f(aᵢ, bᵢ; pwᵢ)`, reduced. `loss(a, b, pw)` gives `f`,
 /// `grad(a, b, pw)` its partials `(∂f/∂a, ∂f/∂b)`. `weight` and `pos_weight`
-/// are already broadcast to the input shape (absent means 1). Nothing is
-/// saved: backward recomputes from the inputs. Both passes run in parallel
-/// chunks of vectorised loops (see [`crate::common::Elementwise`]).
+/// are already broadcast to the input shape (absent means 1). As in
+/// [`crate::common::Elementwise`]: with `sum` or `mean`, forward writes the
+/// gradients in its pass over the data and backward rescales them; else
+/// backward recomputes from the inputs. The passes run in parallel chunks of
+/// vectorised loops.
 pub(super) struct WeightedPointwise<T: Float, L, G> {
     pub name: &'static str,
     pub reduction: Reduction,
@@ -149,6 +151,8 @@ pub(super) struct WeightedPointwise<T: Float, L, G> {
     pub pos_weight: Option<Tensor<T>>,
     pub loss: L,
     pub grad: G,
+    /// Which inputs get their gradient in forward (set by [`Self::apply`]).
+    eager: Option<Vec<bool>>,
 }
 
 impl<T, L, G> WeightedPointwise<T, L, G>
@@ -175,7 +179,70 @@ where
             pos_weight,
             loss,
             grad,
+            eager: None,
         }
+    }
+
+    /// Record the op on `a`'s tape with inputs `a` and `b`.
+    pub fn apply(mut self, a: &Var<T>, b: &Var<T>) -> Result<Var<T>> {
+        self.eager = eager_inputs(self.reduction, &[a, b]);
+        a.tape().apply(self, &[a, b])
+    }
+
+    /// One pass over the inputs: `Σ wᵢ·f` (when `with_sum`) and the
+    /// gradients `u·w·∂f` for the inputs in `need`, each written once.
+    fn sum_and_grads(
+        &self,
+        a: &[T],
+        b: &[T],
+        up: Upstream<'_, T>,
+        need: &[bool],
+        with_sum: bool,
+    ) -> (T, Vec<Option<Vec<T>>>) {
+        let n = a.len();
+        let w = self.weight.as_ref().map(Tensor::as_slice);
+        let pw = self.pos_weight.as_ref().map(Tensor::as_slice);
+        let want = |k: usize| need.get(k).copied().unwrap_or(false);
+        let mut da = want(0).then(|| unfilled(n));
+        let mut db = want(1).then(|| unfilled(n));
+        let (f, g) = (&self.loss, &self.grad);
+        let (sa, sb) = (
+            da.as_mut().map(|v| slots(v, n)),
+            db.as_mut().map(|v| slots(v, n)),
+        );
+        let parts = chunked_fill2(n, sa, sb, |r, da, db| {
+            let (a, b, up) = (&a[r.clone()], &b[r.clone()], up.range(r.clone()));
+            with_factors!(w, pw, r, |w, pw| vectorized(
+                #[inline(always)]
+                || {
+                    let s = if with_sum {
+                        sum_chunk(f, a, b, w, pw)
+                    } else {
+                        T::zero()
+                    };
+                    grad_loop(
+                        #[inline(always)]
+                        |i, x, y| {
+                            let (ga, gb) = g(x, y, pw.at(i));
+                            let w: T = w.at(i);
+                            (w * ga, w * gb)
+                        },
+                        a,
+                        b,
+                        up,
+                        da,
+                        db,
+                    );
+                    s
+                }
+            ))
+        });
+        for v in da.iter_mut().chain(db.iter_mut()) {
+            // SAFETY: the chunks cover 0..n and grad_loop writes every slot
+            // of each present output.
+            unsafe { filled(v, n) };
+        }
+        (simd::sum_of(&parts), vec![da, db])
     }
 }
 
@@ -185,13 +252,20 @@ where
     L: Fn(T, T, T) -> T + Send + Sync + 'static,
     G: Fn(T, T, T) -> (T, T) + Send + Sync + 'static,
 {
-    type Saved = ();
+    type Saved = UnitGrads<T>;
     fn name(&self) -> &str {
         self.name
     }
-    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, ())> {
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, UnitGrads<T>)> {
         let (a, b) = (x[0].as_slice(), x[1].as_slice());
         let n = a.len();
+        if let Some(need) = &self.eager {
+            let one = Tensor::scalar(T::one());
+            let up = Upstream::new(&one, self.reduction, n);
+            let (s, grads) = self.sum_and_grads(a, b, up, need, true);
+            let out = reduce(vec![s], Shape::scalar(), self.reduction, n)?;
+            return Ok((out, UnitGrads::new(Some(grads))));
+        }
         let w = self.weight.as_ref().map(Tensor::as_slice);
         let pw = self.pos_weight.as_ref().map(Tensor::as_slice);
         let f = &self.loss;
@@ -221,45 +295,19 @@ where
                 reduce(vec![s], Shape::scalar(), r, n)?
             }
         };
-        Ok((out, ()))
+        Ok((out, UnitGrads::new(None)))
     }
-    fn backward(&self, cx: &BackwardCtx<'_, T, ()>) -> Result<Vec<Option<Tensor<T>>>> {
+    fn backward(&self, cx: &BackwardCtx<'_, T, UnitGrads<T>>) -> Result<Vec<Option<Tensor<T>>>> {
         let (a, b) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
-        let n = a.len();
-        let w = self.weight.as_ref().map(Tensor::as_slice);
-        let pw = self.pos_weight.as_ref().map(Tensor::as_slice);
-        let up = Upstream::new(cx.grad_output, self.reduction, n);
-        let mut da = cx.needs_grad[0].then(|| unfilled(n));
-        let mut db = cx.needs_grad[1].then(|| unfilled(n));
-        let g = &self.grad;
-        let (sa, sb) = (
-            da.as_mut().map(|v| slots(v, n)),
-            db.as_mut().map(|v| slots(v, n)),
-        );
-        chunked_fill2(n, sa, sb, |r, da, db| {
-            let (a, b, up) = (&a[r.clone()], &b[r.clone()], up.range(r.clone()));
-            with_factors!(w, pw, r, |w, pw| vectorized(
-                #[inline(always)]
-                || grad_loop(
-                    #[inline(always)]
-                    |i, x, y| {
-                        let (ga, gb) = g(x, y, pw.at(i));
-                        let w: T = w.at(i);
-                        (w * ga, w * gb)
-                    },
-                    a,
-                    b,
-                    up,
-                    da,
-                    db,
-                )
-            ))
-        });
-        for v in da.iter_mut().chain(db.iter_mut()) {
-            // SAFETY: the chunks cover 0..n and grad_loop writes every slot
-            // of each present output.
-            unsafe { filled(v, n) };
-        }
+        let grads = match cx.saved.take_scaled(cx.grad_output, cx.needs_grad) {
+            Some(g) => g,
+            None => {
+                let up = Upstream::new(cx.grad_output, self.reduction, a.len());
+                self.sum_and_grads(a, b, up, cx.needs_grad, false).1
+            }
+        };
+        let mut grads = grads.into_iter();
+        let (da, db) = (grads.next().flatten(), grads.next().flatten());
         let shape = cx.inputs[0].shape();
         let wrap = |d: Option<Vec<T>>| d.map(|d| Tensor::from_vec(d, shape.clone())).transpose();
         Ok(vec![wrap(da)?, wrap(db)?])
