@@ -219,42 +219,52 @@ pub fn max<T: Float>(x: &[T]) -> T {
     }
 }
 
-/// `Σ f(x_i)` with `L` accumulators (a fixed summation order, vectorisable).
+/// Elements per block of the mapped reductions: `f` fills a stack buffer of
+/// this many values (a plain map loop, which vectorises whatever `f` is),
+/// then the buffer is added into the `L` accumulators.
+const BLOCK: usize = 256;
+
+/// `acc[j] += Σ_k v[k·L + j]` over the whole chunks of `L` in `v`; returns the
+/// elements past the last whole chunk.
 #[inline(always)]
-pub fn sum_map<T: Float>(x: &[T], f: impl Fn(T) -> T) -> T {
-    let mut acc = [T::zero(); L];
-    let chunks = x.chunks_exact(L);
+fn add_lanes<'a, T: Float>(acc: &mut [T; L], v: &'a [T]) -> &'a [T] {
+    let chunks = v.chunks_exact(L);
     let rest = chunks.remainder();
     for c in chunks {
         for j in 0..L {
-            acc[j] += f(c[j]);
+            acc[j] += c[j];
         }
     }
-    let mut s = fold_lanes(acc);
-    for &v in rest {
-        s += f(v);
-    }
-    s
+    rest
+}
+
+/// `Σ f(x_i)` with `L` accumulators (a fixed summation order, vectorisable).
+#[inline(always)]
+pub fn sum_map<T: Float>(x: &[T], f: impl Fn(T) -> T) -> T {
+    sum_map2(x, x, |v, _| f(v))
 }
 
 /// `Σ f(a_i, b_i)` with `L` accumulators, over `a.len()` elements (`b` at
-/// least as long).
+/// least as long). The values go through a stack buffer, block by block: a
+/// reduction loop that also evaluates a large `f` (an exp, a log) compiles
+/// to spills and scalar code, while a map loop and a sum loop each vectorise.
 #[inline(always)]
 pub fn sum_map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> T {
     let b = &b[..a.len()];
     let mut acc = [T::zero(); L];
-    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for j in 0..L {
-            acc[j] += f(x[j], y[j]);
+    let mut buf = [T::zero(); BLOCK];
+    let mut tail = T::zero();
+    for (x, y) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+        let k = x.len();
+        let (out, y) = (&mut buf[..k], &y[..k]);
+        for i in 0..k {
+            out[i] = f(x[i], y[i]);
+        }
+        for &v in add_lanes(&mut acc, out) {
+            tail += v;
         }
     }
-    let mut s = fold_lanes(acc);
-    for (&x, &y) in ra.iter().zip(rb) {
-        s += f(x, y);
-    }
-    s
+    fold_lanes(acc) + tail
 }
 
 /// Add the `L` lanes pairwise.
@@ -273,7 +283,13 @@ fn fold_lanes<T: Float>(mut acc: [T; L]) -> T {
 /// `Σ x_i` (`L` accumulators).
 #[inline(always)]
 pub fn sum<T: Float>(x: &[T]) -> T {
-    sum_map(x, |v| v)
+    let mut acc = [T::zero(); L];
+    let rest = add_lanes(&mut acc, x);
+    let mut s = fold_lanes(acc);
+    for &v in rest {
+        s += v;
+    }
+    s
 }
 
 /// Where a kernel writes a value: an initialised element, or a slot of an
