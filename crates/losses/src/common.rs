@@ -325,6 +325,29 @@ fn grad_loop_u<T: Float>(
     }
 }
 
+/// Gradient buffers for two inputs, each `n` long where `need` asks for it,
+/// written once by `fill` through their uninitialised slots (which must
+/// write every slot of each present buffer); returns what `fill` returned
+/// and the buffers.
+pub(crate) fn fill_two_grads<T, R>(
+    n: usize,
+    need: &[bool],
+    fill: impl FnOnce(Option<&mut [MaybeUninit<T>]>, Option<&mut [MaybeUninit<T>]>) -> R,
+) -> (R, Vec<Option<Vec<T>>>) {
+    let want = |k: usize| need.get(k).copied().unwrap_or(false);
+    let mut da = want(0).then(|| unfilled(n));
+    let mut db = want(1).then(|| unfilled(n));
+    let r = fill(
+        da.as_mut().map(|v| slots(v, n)),
+        db.as_mut().map(|v| slots(v, n)),
+    );
+    for v in da.iter_mut().chain(db.iter_mut()) {
+        // SAFETY: `fill` wrote every slot of each present buffer.
+        unsafe { filled(v, n) };
+    }
+    (r, vec![da, db])
+}
+
 /// Which inputs get their gradient already in forward: with a `sum` or
 /// `mean` reduction every item's upstream gradient is the same number, and
 /// the gradients are linear in it, so forward can compute them for an
@@ -522,40 +545,29 @@ where
         up: Upstream<'_, T>,
         need: &[bool],
     ) -> (T, Vec<Option<Vec<T>>>) {
-        let n = a.len();
         let (loss, grad) = (&self.loss, &self.grad);
-        let want = |k: usize| need.get(k).copied().unwrap_or(false);
-        let mut da = want(0).then(|| unfilled(n));
-        let mut db = want(1).then(|| unfilled(n));
-        let (sa, sb) = (
-            da.as_mut().map(|v| slots(v, n)),
-            db.as_mut().map(|v| slots(v, n)),
-        );
-        let parts = chunked_fill2(n, sa, sb, |r, da, db| {
-            let (a, b, up) = (&a[r.clone()], &b[r.clone()], up.range(r));
-            vectorized(
-                #[inline(always)]
-                || {
-                    let s = simd::sum_map2(a, b, loss);
-                    grad_loop(
-                        #[inline(always)]
-                        |_, x, y| grad(x, y),
-                        a,
-                        b,
-                        up,
-                        da,
-                        db,
-                    );
-                    s
-                },
-            )
+        let (parts, grads) = fill_two_grads(a.len(), need, |sa, sb| {
+            chunked_fill2(a.len(), sa, sb, |r, da, db| {
+                let (a, b, up) = (&a[r.clone()], &b[r.clone()], up.range(r));
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let s = simd::sum_map2(a, b, loss);
+                        grad_loop(
+                            #[inline(always)]
+                            |_, x, y| grad(x, y),
+                            a,
+                            b,
+                            up,
+                            da,
+                            db,
+                        );
+                        s
+                    },
+                )
+            })
         });
-        for v in da.iter_mut().chain(db.iter_mut()) {
-            // SAFETY: the chunks cover 0..n and grad_loop writes every slot
-            // of each present output.
-            unsafe { filled(v, n) };
-        }
-        (simd::sum_of(&parts), vec![da, db])
+        (simd::sum_of(&parts), grads)
     }
 }
 

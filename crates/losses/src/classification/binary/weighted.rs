@@ -3,8 +3,8 @@
 //! that is `w · f(a, b; pw)` element by element.
 
 use crate::common::{
-    chunked_fill, chunked_fill2, chunked_sum, eager_inputs, filled, grad_loop, reduce, slots,
-    unfilled, Reduction, UnitGrads, Upstream,
+    chunked_fill, chunked_fill2, chunked_sum, eager_inputs, fill_two_grads, filled, grad_loop,
+    reduce, slots, unfilled, Reduction, UnitGrads, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized, Store};
@@ -199,50 +199,39 @@ where
         need: &[bool],
         with_sum: bool,
     ) -> (T, Vec<Option<Vec<T>>>) {
-        let n = a.len();
         let w = self.weight.as_ref().map(Tensor::as_slice);
         let pw = self.pos_weight.as_ref().map(Tensor::as_slice);
-        let want = |k: usize| need.get(k).copied().unwrap_or(false);
-        let mut da = want(0).then(|| unfilled(n));
-        let mut db = want(1).then(|| unfilled(n));
         let (f, g) = (&self.loss, &self.grad);
-        let (sa, sb) = (
-            da.as_mut().map(|v| slots(v, n)),
-            db.as_mut().map(|v| slots(v, n)),
-        );
-        let parts = chunked_fill2(n, sa, sb, |r, da, db| {
-            let (a, b, up) = (&a[r.clone()], &b[r.clone()], up.range(r.clone()));
-            with_factors!(w, pw, r, |w, pw| vectorized(
-                #[inline(always)]
-                || {
-                    let s = if with_sum {
-                        sum_chunk(f, a, b, w, pw)
-                    } else {
-                        T::zero()
-                    };
-                    grad_loop(
-                        #[inline(always)]
-                        |i, x, y| {
-                            let (ga, gb) = g(x, y, pw.at(i));
-                            let w: T = w.at(i);
-                            (w * ga, w * gb)
-                        },
-                        a,
-                        b,
-                        up,
-                        da,
-                        db,
-                    );
-                    s
-                }
-            ))
+        let (parts, grads) = fill_two_grads(a.len(), need, |sa, sb| {
+            chunked_fill2(a.len(), sa, sb, |r, da, db| {
+                let (a, b, up) = (&a[r.clone()], &b[r.clone()], up.range(r.clone()));
+                with_factors!(w, pw, r, |w, pw| vectorized(
+                    #[inline(always)]
+                    || {
+                        let s = if with_sum {
+                            sum_chunk(f, a, b, w, pw)
+                        } else {
+                            T::zero()
+                        };
+                        grad_loop(
+                            #[inline(always)]
+                            |i, x, y| {
+                                let (ga, gb) = g(x, y, pw.at(i));
+                                let w: T = w.at(i);
+                                (w * ga, w * gb)
+                            },
+                            a,
+                            b,
+                            up,
+                            da,
+                            db,
+                        );
+                        s
+                    }
+                ))
+            })
         });
-        for v in da.iter_mut().chain(db.iter_mut()) {
-            // SAFETY: the chunks cover 0..n and grad_loop writes every slot
-            // of each present output.
-            unsafe { filled(v, n) };
-        }
-        (simd::sum_of(&parts), vec![da, db])
+        (simd::sum_of(&parts), grads)
     }
 }
 
