@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 /// Prints a table: op, shape, fused and naive ms (median), speed-up, fused and
 /// naive ms (min), peak heap of each, and that peak less the gradients the
 /// run returns ("scr.": the scratch memory). Each repetition is a fresh tape:
-/// forward, backward of a ones cotangent, drop; fused and naive repetitions
+/// forward, backward of a ones cotangent, drop; gradients flow to every
+/// input but the data (targets, masks, weights, a teacher's logits), which
+/// are constants, as in training. Fused and naive repetitions
 /// alternate, after one warm-up each. Peak bytes are the most heap in use
 /// above the level before the run, from a counting allocator in this binary.
 /// Threads: rayon's default (all cores) unless RAYON_NUM_THREADS is set.
