@@ -477,7 +477,8 @@ where
         let loss = &self.loss;
         if let Some(need) = &self.eager {
             let one = Tensor::scalar(T::one());
-            let (s, grads) = self.sum_and_grads(a, b, Upstream::new(&one, self.reduction, n), need);
+            let (s, grads) =
+                self.sum_and_grads(a, b, Upstream::new(&one, self.reduction, n), need, true);
             let out = reduce(vec![s], Shape::scalar(), self.reduction, n)?;
             return Ok((out, UnitGrads::new(Some(grads))));
         }
@@ -516,7 +517,7 @@ where
             Some(g) => g,
             None => {
                 let up = Upstream::new(cx.grad_output, self.reduction, n);
-                self.sum_and_grads(a, b, up, cx.needs_grad).1
+                self.sum_and_grads(a, b, up, cx.needs_grad, false).1
             }
         };
         let shape = cx.inputs[0].shape();
@@ -534,16 +535,18 @@ where
     L: Fn(T, T) -> T + Send + Sync + 'static,
     G: Fn(T, T) -> (T, T) + Send + Sync + 'static,
 {
-    /// One pass over the inputs, chunk by chunk: the sum of the losses and
-    /// the gradients `u·∂` for the inputs in `need`, each written once into
-    /// a buffer allocated once (no zero fill). The chunk is still in cache
-    /// when the gradient loop reads it after the sum.
+    /// One pass over the inputs, chunk by chunk: the sum of the losses (when
+    /// `with_sum`; backward does not need it) and the gradients `u·∂` for the
+    /// inputs in `need`, each written once into a buffer allocated once (no
+    /// zero fill). The chunk is still in cache when the gradient loop reads
+    /// it after the sum.
     fn sum_and_grads(
         &self,
         a: &[T],
         b: &[T],
         up: Upstream<'_, T>,
         need: &[bool],
+        with_sum: bool,
     ) -> (T, Vec<Option<Vec<T>>>) {
         let (loss, grad) = (&self.loss, &self.grad);
         let (parts, grads) = fill_two_grads(a.len(), need, |sa, sb| {
@@ -552,7 +555,11 @@ where
                 vectorized(
                     #[inline(always)]
                     || {
-                        let s = simd::sum_map2(a, b, loss);
+                        let s = if with_sum {
+                            simd::sum_map2(a, b, loss)
+                        } else {
+                            T::zero()
+                        };
                         grad_loop(
                             #[inline(always)]
                             |_, x, y| grad(x, y),

@@ -245,9 +245,10 @@ pub fn sum_map<T: Float>(x: &[T], f: impl Fn(T) -> T) -> T {
 }
 
 /// `Σ f(a_i, b_i)` with `L` accumulators, over `a.len()` elements (`b` at
-/// least as long). The values go through a stack buffer, block by block: a
-/// reduction loop that also evaluates a large `f` (an exp, a log) compiles
-/// to spills and scalar code, while a map loop and a sum loop each vectorise.
+/// least as long). The values go through a stack buffer, block by block, so
+/// that evaluating `f` is a plain map loop, free of the `L` accumulators
+/// (which the summing loop alone holds). Measured: no slower than summing in
+/// the map loop for `mse`; not measured separately for larger `f`.
 #[inline(always)]
 pub fn sum_map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> T {
     let b = &b[..a.len()];
