@@ -361,16 +361,14 @@ impl<T: Float> CustomOp<T> for LinearCrossEntropy<T> {
             }
         };
         let mut g = g.into_iter();
-        let want = |k: usize| cx.needs_grad.get(k).copied().unwrap_or(false);
+        // both paths hold a buffer only for the inputs that need a gradient
         let mut out = vec![
             g.next()
                 .flatten()
-                .filter(|_| want(0))
                 .map(|d| Tensor::from_vec(d, cx.inputs[0].shape().clone()))
                 .transpose()?,
             g.next()
                 .flatten()
-                .filter(|_| want(1))
                 .map(|d| Tensor::from_vec(d, [v, h]))
                 .transpose()?,
         ];
@@ -378,7 +376,6 @@ impl<T: Float> CustomOp<T> for LinearCrossEntropy<T> {
             out.push(
                 g.next()
                     .flatten()
-                    .filter(|_| want(2))
                     .map(|d| Tensor::from_vec(d, [v]))
                     .transpose()?,
             );
