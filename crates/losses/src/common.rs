@@ -149,21 +149,32 @@ pub fn check_option(op: &str, name: &str, value: f64, ok: bool, range: &str) -> 
 /// inputs propagate rather than error).
 pub fn check_unit_interval<T: Float>(op: &str, what: &str, t: &Tensor<T>) -> Result<()> {
     let x = t.as_slice();
-    let outside = |v: T| v < T::zero() || v > T::one();
-    // a branch-free count per chunk (vectorises), then a search only on failure
-    let bad = chunked_sum(x.len(), |r| {
+    if let Some(i) = first_where(x, |v| v < T::zero() || v > T::one()) {
+        let v = x[i];
+        return Err(Error::value(op, format!("{what}[{i}] = {v} is outside [0, 1]")).into());
+    }
+    Ok(())
+}
+
+/// The index of the first element for which `bad` holds. A branch-free count
+/// per chunk first (vectorised, over rayon), then a search only on failure:
+/// an input check costs a fraction of the op it guards.
+pub(crate) fn first_where<T: Float>(
+    x: &[T],
+    bad: impl Fn(T) -> bool + Sync + Send,
+) -> Option<usize> {
+    let count = chunked_sum(x.len(), |r| {
         let x = &x[r];
         vectorized(
             #[inline(always)]
-            || simd::sum_map(x, |v| if outside(v) { T::one() } else { T::zero() }),
+            || simd::sum_map(x, |v| if bad(v) { T::one() } else { T::zero() }),
         )
     });
-    if bad > T::zero() {
-        if let Some((i, &v)) = x.iter().enumerate().find(|(_, &v)| outside(v)) {
-            return Err(Error::value(op, format!("{what}[{i}] = {v} is outside [0, 1]")).into());
-        }
+    if count > T::zero() {
+        x.iter().position(|&v| bad(v))
+    } else {
+        None
     }
-    Ok(())
 }
 
 /// Elements per task of the parallel pointwise kernels (128 KiB of `f32`).
@@ -263,7 +274,7 @@ fn loss_loop<T: Float>(loss: &impl Fn(T, T) -> T, a: &[T], b: &[T], out: &mut [M
     let n = out.len();
     let (a, b) = (&a[..n], &b[..n]);
     for i in 0..n {
-        out[i] = MaybeUninit::new(loss(a[i], b[i]));
+        out[i] = MaybeUninit::new((*loss)(a[i], b[i]));
     }
 }
 
@@ -303,7 +314,7 @@ fn grad_loop_u<T: Float>(
         (Some(da), Some(db)) => {
             let (da, db) = (&mut da[..n], &mut db[..n]);
             for i in 0..n {
-                let (x, y) = grad(i, a[i], b[i]);
+                let (x, y) = (*grad)(i, a[i], b[i]);
                 let u = u(i);
                 da[i] = MaybeUninit::new(u * x);
                 db[i] = MaybeUninit::new(u * y);
@@ -312,13 +323,13 @@ fn grad_loop_u<T: Float>(
         (Some(da), None) => {
             let da = &mut da[..n];
             for i in 0..n {
-                da[i] = MaybeUninit::new(u(i) * grad(i, a[i], b[i]).0);
+                da[i] = MaybeUninit::new(u(i) * (*grad)(i, a[i], b[i]).0);
             }
         }
         (None, Some(db)) => {
             let db = &mut db[..n];
             for i in 0..n {
-                db[i] = MaybeUninit::new(u(i) * grad(i, a[i], b[i]).1);
+                db[i] = MaybeUninit::new(u(i) * (*grad)(i, a[i], b[i]).1);
             }
         }
         (None, None) => {}
@@ -502,7 +513,14 @@ where
                     let (a, b) = (&a[r.clone()], &b[r]);
                     vectorized(
                         #[inline(always)]
-                        || simd::sum_map2(a, b, loss),
+                        || {
+                            simd::sum_map2(
+                                a,
+                                b,
+                                #[inline(always)]
+                                |x, y| (*loss)(x, y),
+                            )
+                        },
                     )
                 });
                 reduce(vec![s], Shape::scalar(), r, n)?
@@ -556,13 +574,18 @@ where
                     #[inline(always)]
                     || {
                         let s = if with_sum {
-                            simd::sum_map2(a, b, loss)
+                            simd::sum_map2(
+                                a,
+                                b,
+                                #[inline(always)]
+                                |x, y| (*loss)(x, y),
+                            )
                         } else {
                             T::zero()
                         };
                         grad_loop(
                             #[inline(always)]
-                            |_, x, y| grad(x, y),
+                            |_, x, y| (*grad)(x, y),
                             a,
                             b,
                             up,

@@ -80,6 +80,33 @@ pub trait Float:
         self.ln_1p()
     }
 
+    /// `eˣ − 1` for hot loops: [`simd::expm1_f32`](crate::simd::expm1_f32)
+    /// for `f32`, the exact `exp_m1` for `f64`.
+    #[inline(always)]
+    fn fast_exp_m1(self) -> Self {
+        self.exp_m1()
+    }
+    /// `tanh x` for hot loops: [`simd::tanh_f32`](crate::simd::tanh_f32) for
+    /// `f32`, the exact `tanh` for `f64`.
+    #[inline(always)]
+    fn fast_tanh(self) -> Self {
+        self.tanh()
+    }
+    /// `xᵖ` for `x ≥ 0` in hot loops: for `f32`, `e^{p·log x}` from the
+    /// polynomials (`x⁰ = 1`, also at `x = 0`; relative error about
+    /// `(1 + |p·log x|)` ulp); for `f64` the exact `powf`.
+    #[inline(always)]
+    fn fast_powf(self, p: Self) -> Self {
+        self.powf(p)
+    }
+    /// The logistic function `1/(1 + e⁻ˣ)` for hot loops, through
+    /// [`Self::fast_exp`] (exact to rounding for `f64`); 0 and 1 at the far
+    /// ends, never NaN for finite `x`.
+    #[inline(always)]
+    fn fast_sigmoid(self) -> Self {
+        Self::one() / (Self::one() + (-self).fast_exp())
+    }
+
     /// `C = alpha·A·B + beta·C` for row/column-strided matrices, through the
     /// `gemm` crate (packed SIMD micro-kernels chosen at run time, threads
     /// from the rayon pool once the product is large enough to pay for them).
@@ -151,6 +178,23 @@ impl Float for f32 {
     #[inline(always)]
     fn fast_ln_1p(self) -> Self {
         crate::simd::ln_1p_f32(self)
+    }
+    #[inline(always)]
+    fn fast_exp_m1(self) -> Self {
+        crate::simd::expm1_f32(self)
+    }
+    #[inline(always)]
+    fn fast_tanh(self) -> Self {
+        crate::simd::tanh_f32(self)
+    }
+    #[inline(always)]
+    fn fast_powf(self, p: Self) -> Self {
+        let r = crate::simd::exp_f32(p * crate::simd::ln_f32(self));
+        if p == 0.0 {
+            1.0
+        } else {
+            r
+        }
     }
 }
 

@@ -18,20 +18,24 @@ pub struct LogCoshOptions {
     pub reduction: Reduction,
 }
 
-/// `log(cosh r)` without overflow or cancellation.
+/// `log(cosh r)` without overflow or cancellation, branch-free (both forms
+/// are computed and one selected, so a loop of it vectorises).
 ///
 /// For `|r| ≥ 1`: `|r| + log1p(e^(−2|r|)) − log 2` (no overflow for any `r`).
 /// Below 1 that form cancels (`|r| − log 2 + log(2 − …)` to get `≈ ½r²`), so
-/// there it uses the equal `log1p(2 sinh²(r/2))` (as `cosh r − 1 = 2 sinh²(r/2)`),
-/// accurate to a few ulps down to the smallest residuals.
+/// there it uses the equal `log1p(m²/(2(1 + m)))` with `m = e^|r| − 1` (as
+/// `cosh r − 1 = (e^r − 1)²/(2e^r)`), accurate to a few ulps down to the
+/// smallest residuals.
 #[inline(always)]
 fn log_cosh_stable<T: Float>(r: T) -> T {
     let a = r.abs();
+    let m = a.fast_exp_m1();
+    let near = (m * m / (T::of(2.0) * (T::one() + m))).fast_ln_1p();
+    let far = a + (T::of(-2.0) * a).fast_exp().fast_ln_1p() - T::LN_2();
     if a < T::one() {
-        let s = (a * T::of(0.5)).sinh();
-        (T::of(2.0) * s * s).fast_ln_1p()
+        near
     } else {
-        a + (T::of(-2.0) * a).fast_exp().fast_ln_1p() - T::LN_2()
+        far
     }
 }
 
@@ -66,7 +70,7 @@ pub fn log_cosh<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &LogCoshOptions)
         |p: T, t: T| log_cosh_stable(p - t),
         #[inline(always)]
         |p: T, t: T| {
-            let g = (p - t).tanh();
+            let g = (p - t).fast_tanh();
             (g, -g)
         },
     )
