@@ -80,6 +80,15 @@ pub trait Float:
         self.ln_1p()
     }
 
+    /// `eˣ` for the terms `e^{z − max}` of a softmax (`x ≤ 0`; correct up to
+    /// `x ≤ 88`): for `f32` [`simd::exp_neg_f32`](crate::simd::exp_neg_f32)
+    /// (results below `f32::MIN_POSITIVE` flush to 0; fused multiply-adds
+    /// with `FMA`, only where the CPU has them, see
+    /// [`simd::has_fma`](crate::simd::has_fma)); for `f64` the exact `exp`.
+    #[inline(always)]
+    fn exp_nonpos<const FMA: bool>(self) -> Self {
+        self.exp()
+    }
     /// `eˣ − 1` for hot loops: [`simd::expm1_f32`](crate::simd::expm1_f32)
     /// for `f32`, the exact `exp_m1` for `f64`.
     #[inline(always)]
@@ -153,7 +162,11 @@ pub trait Float:
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(0),
+            if crate::parallel::products_serial() {
+                gemm::Parallelism::None
+            } else {
+                gemm::Parallelism::Rayon(0)
+            },
         )
     }
 }
@@ -178,6 +191,10 @@ impl Float for f32 {
     #[inline(always)]
     fn fast_ln_1p(self) -> Self {
         crate::simd::ln_1p_f32(self)
+    }
+    #[inline(always)]
+    fn exp_nonpos<const FMA: bool>(self) -> Self {
+        crate::simd::exp_neg_f32::<FMA>(self)
     }
     #[inline(always)]
     fn fast_exp_m1(self) -> Self {

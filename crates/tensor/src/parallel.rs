@@ -2,6 +2,7 @@
 //! microseconds, which is more than a few thousand flops.
 
 use rayon::prelude::*;
+use std::cell::Cell;
 
 /// Element count above which elementwise kernels split over rayon.
 pub const PAR_THRESHOLD: usize = 1 << 15;
@@ -69,4 +70,28 @@ pub fn for_each_row_mut<T: Send>(
             .enumerate()
             .for_each(|(i, r)| f(i, r));
     }
+}
+
+thread_local! {
+    /// Set inside [`serial_products`]: matrix products on this thread use
+    /// one thread.
+    static SERIAL_PRODUCTS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f` with the matrix products it makes on this thread single-threaded.
+///
+/// For independent products run side by side (`rayon::join`, one per
+/// core): each then keeps its core, instead of both splitting over every
+/// thread and handing work back and forth between them.
+pub fn serial_products<R>(f: impl FnOnce() -> R) -> R {
+    let before = SERIAL_PRODUCTS.with(|s| s.replace(true));
+    let r = f();
+    SERIAL_PRODUCTS.with(|s| s.set(before));
+    r
+}
+
+/// Whether products on this thread should use one thread
+/// ([`serial_products`]).
+pub(crate) fn products_serial() -> bool {
+    SERIAL_PRODUCTS.with(|s| s.get())
 }

@@ -18,8 +18,12 @@
 //!   independent accumulators, so reductions vectorise without reassociation
 //!   by the compiler (which it may not do for floats).
 //!
-//! No formula here uses fused multiply-add: the result of every function is
-//! the same bit for bit whichever instruction set runs it.
+//! [`exp_f32`], [`ln_f32`] and [`ln_1p_f32`] (and what is built on them) use
+//! no fused multiply-add, so they give the same bits whichever instruction
+//! set runs them. The softmax kernels ([`exp_shift_sum`] and kin, built on
+//! [`exp_neg_f32`]) use FMA on the AVX2 and AVX-512 paths (the same bits on
+//! both) and plain multiplies and adds on the baseline path, where results
+//! may differ in the last bit.
 
 use crate::float::Float;
 use std::mem::MaybeUninit;
@@ -348,17 +352,107 @@ impl<T: Copy> Store<T> for MaybeUninit<T> {
     }
 }
 
-/// `out_i = e^{x_i − m}` ([`Float::fast_exp`]) and the sum of the `out_i`;
-/// writes `out[..x.len()]`.
+/// Whether the vectorised paths of [`vectorized`] run on this CPU (AVX2 and
+/// FMA, with or without AVX-512): the softmax kernels below then evaluate
+/// their polynomial with fused multiply-adds.
+#[inline(always)]
+pub fn has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `a·b + c`, fused when `FMA` (instantiate `FMA = true` only where the
+/// code runs with FMA enabled, i.e. inside [`vectorized`] when [`has_fma`];
+/// elsewhere it would be a library call).
+#[inline(always)]
+fn fmadd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// `eˣ` in `f32` for the terms `e^{z − max}` of a softmax (`x ≤ 0`; correct
+/// up to `x ≤ 88`): [`exp_f32`]'s polynomial with a single scaling by `2ⁿ`,
+/// and results below `f32::MIN_POSITIVE` (`x < −87.34`) flushed to 0 (they
+/// are less than 10⁻³⁸ of the row's largest term). With `FMA` the range
+/// reduction and the polynomial use fused multiply-adds: fewer
+/// instructions than [`exp_f32`], within ~1 ulp either way.
+#[inline(always)]
+pub fn exp_neg_f32<const FMA: bool>(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const SHIFT: f32 = 12_582_912.0;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // ln(f32::MIN_POSITIVE); and the largest x with n ≤ 127
+    const LO: f32 = -87.336_54;
+    const HI: f32 = 88.37;
+    let xc = if x > HI { HI } else { x };
+    let xc = if xc < LO { LO } else { xc };
+    let t = fmadd::<FMA>(xc, LOG2E, SHIFT);
+    let n = t - SHIFT;
+    let r = fmadd::<FMA>(n, -LN2_LO, fmadd::<FMA>(n, -LN2_HI, xc));
+    let mut p = 1.987_569_1e-4f32;
+    p = fmadd::<FMA>(p, r, 1.398_199_9e-3);
+    p = fmadd::<FMA>(p, r, 8.333_452e-3);
+    p = fmadd::<FMA>(p, r, 4.166_579_6e-2);
+    p = fmadd::<FMA>(p, r, 1.666_666_5e-1);
+    p = fmadd::<FMA>(p, r, 0.5);
+    let p = fmadd::<FMA>(p, r * r, r) + 1.0;
+    // n ∈ [−126, 127]: 2ⁿ is a normal float
+    let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
+    let v = p * f32::from_bits((ni.wrapping_add(127) as u32).wrapping_shl(23));
+    // below the normal range (−∞ included) the result is 0; NaN stays NaN
+    if x < LO {
+        0.0
+    } else {
+        v
+    }
+}
+
+/// `out_i = e^{x_i − m}` ([`Float::exp_nonpos`]; `m` is the max of `x`) and
+/// the sum of the `out_i`; writes `out[..x.len()]`.
 #[inline(always)]
 pub fn exp_shift_sum<T: Float>(x: &[T], m: T, out: &mut [impl Store<T>]) -> T {
+    exp_shift_sum_ahead(x, m, out, &[])
+}
+
+/// [`exp_shift_sum`] that also asks the CPU to fetch `ahead` (say, the next
+/// row) into cache, one line per 16 elements, so memory stays busy while
+/// this row's exponentials are computed from cache.
+#[inline(always)]
+pub fn exp_shift_sum_ahead<T: Float>(x: &[T], m: T, out: &mut [impl Store<T>], ahead: &[T]) -> T {
+    if has_fma() {
+        exp_shift_sum_k::<T, true>(x, m, out, ahead)
+    } else {
+        exp_shift_sum_k::<T, false>(x, m, out, ahead)
+    }
+}
+
+#[inline(always)]
+fn exp_shift_sum_k<T: Float, const FMA: bool>(
+    x: &[T],
+    m: T,
+    out: &mut [impl Store<T>],
+    ahead: &[T],
+) -> T {
     let out = &mut out[..x.len()];
     let mut acc = [T::zero(); L];
     let (cx, co) = (x.chunks_exact(L), out.chunks_exact_mut(L));
     let rx = cx.remainder();
-    for (x, o) in cx.zip(co) {
+    for (k, (x, o)) in cx.zip(co).enumerate() {
+        if let Some(a) = ahead.get(k * L) {
+            prefetch(a);
+        }
         for j in 0..L {
-            let e = (x[j] - m).fast_exp();
+            let e = (x[j] - m).exp_nonpos::<FMA>();
             o[j].store(e);
             acc[j] += e;
         }
@@ -366,17 +460,52 @@ pub fn exp_shift_sum<T: Float>(x: &[T], m: T, out: &mut [impl Store<T>]) -> T {
     let mut s = fold_lanes(acc);
     let n = x.len() - rx.len();
     for (o, &v) in out[n..].iter_mut().zip(rx) {
-        let e = (v - m).fast_exp();
+        let e = (v - m).exp_nonpos::<FMA>();
         o.store(e);
         s += e;
     }
     s
 }
 
-/// `Σ e^{x_i − m}` ([`Float::fast_exp`]) without storing the terms.
+/// Hint that the cache line holding `v` will be read soon (no effect on
+/// results; nothing where the architecture has no such hint here).
+#[inline(always)]
+pub fn prefetch<T>(v: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and has no effect on memory contents;
+    // `v` is a valid reference anyway. SSE is part of the x86-64 baseline.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((v as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
+/// `Σ e^{x_i − m}` ([`Float::exp_nonpos`]; `m` the max of `x`) without
+/// storing the terms.
 #[inline(always)]
 pub fn sum_exp_shift<T: Float>(x: &[T], m: T) -> T {
-    sum_map(x, |v| (v - m).fast_exp())
+    if has_fma() {
+        sum_map(x, |v| (v - m).exp_nonpos::<true>())
+    } else {
+        sum_map(x, |v| (v - m).exp_nonpos::<false>())
+    }
+}
+
+/// `e_i ← e^{z_i − e_i}` ([`Float::exp_nonpos`]): the exps of a block of
+/// short rows, with each row's max spread over its slots of `e` first.
+#[inline(always)]
+pub fn exp_sub_from<T: Float>(e: &mut [T], z: &[T]) {
+    if has_fma() {
+        e.iter_mut()
+            .zip(z)
+            .for_each(|(e, &z)| *e = (z - *e).exp_nonpos::<true>());
+    } else {
+        e.iter_mut()
+            .zip(z)
+            .for_each(|(e, &z)| *e = (z - *e).exp_nonpos::<false>());
+    }
 }
 
 /// Dispatched [`max`] for callers outside a [`vectorized`] region.
@@ -503,6 +632,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn exp_neg_matches_std_within_2_ulp() {
+        for fma in [false, true] {
+            if fma && !has_fma() {
+                continue;
+            }
+            let mut worst = 0;
+            let mut x = -87.3f32;
+            while x < 88.3 {
+                let want = (x as f64).exp() as f32;
+                let got = if fma {
+                    vectorized(|| exp_neg_f32::<true>(x))
+                } else {
+                    exp_neg_f32::<false>(x)
+                };
+                worst = worst.max(ulps(got, want));
+                x += 0.000_913;
+            }
+            assert!(worst <= 2, "fma {fma}: worst {worst} ulp");
+        }
+        assert_eq!(exp_neg_f32::<false>(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_neg_f32::<false>(-90.0), 0.0);
+        assert_eq!(exp_neg_f32::<false>(0.0), 1.0);
+        assert!(exp_neg_f32::<false>(f32::NAN).is_nan());
     }
 
     #[test]

@@ -282,8 +282,11 @@ impl<T: Float> ClassCe<T> {
                     continue;
                 }
                 max[r] = simd::max(zr);
+                // the next row streams in while this one's exps are computed
+                let i = row0 + r;
+                let next = z.get((i + 1) * c..(i + 2) * c).unwrap_or(&[]);
                 sum[r] = match er {
-                    Some(er) => simd::exp_shift_sum(zr, max[r], er),
+                    Some(er) => simd::exp_shift_sum_ahead(zr, max[r], er, next),
                     None => simd::sum_exp_shift(zr, max[r]),
                 };
             }
@@ -293,9 +296,7 @@ impl<T: Float> ClassCe<T> {
                 max[r] = simd::max(zr);
                 xr.fill(max[r]);
             }
-            for (x, &zv) in ex.iter_mut().zip(zb) {
-                *x = (zv - *x).fast_exp();
-            }
+            simd::exp_sub_from(&mut ex, zb);
             for (r, xr) in ex.chunks_exact_mut(c).enumerate() {
                 if self.class(row0 + r).is_none() {
                     xr.fill(T::zero());
