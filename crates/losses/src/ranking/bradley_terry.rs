@@ -7,9 +7,10 @@
 //! becomes `+∞` although its true value is about `|x|`. The fused op uses
 //! `softplus(−x) = max(−x, 0) + log1p(e^−|x|)`, finite for every finite gap.
 
+use super::pointwise::logistic;
 use crate::common::{no_batchmean, reduce_naive, same_shape, Elementwise, Reduction};
 use lossgraph_autodiff::{Result, Var};
-use lossgraph_tensor::{sigmoid, softplus, Float};
+use lossgraph_tensor::Float;
 
 /// Options of [`bradley_terry`].
 #[derive(Debug, Clone, PartialEq)]
@@ -69,12 +70,16 @@ pub fn bradley_terry<T: Float>(
 ) -> Result<Var<T>> {
     check_margin(opts)?;
     let m = T::of(opts.margin);
+    // softplus(−x) and σ(−x) from one exp and one log1p, branch-free
+    // (`logistic`), so the loops of `Elementwise` vectorise.
     Elementwise::new(
         "bradley_terry",
         opts.reduction,
-        move |c: T, r: T| softplus(-(c - r - m)),
+        #[inline(always)]
+        move |c: T, r: T| logistic(c - r - m).softplus_neg,
+        #[inline(always)]
         move |c: T, r: T| {
-            let s = sigmoid(-(c - r - m));
+            let s = logistic(c - r - m).sigmoid_neg;
             (-s, s)
         },
     )

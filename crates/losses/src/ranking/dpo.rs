@@ -17,10 +17,10 @@
 //! the others too). Gradients reach all four inputs: the reference ones are
 //! usually constants, but a caller may track them.
 
-use super::pointwise::Pointwise;
+use super::pointwise::{logistic, Pointwise};
 use crate::common::{check_option, reduce_naive, same_shape, Reduction};
 use lossgraph_autodiff::{Result, Var};
-use lossgraph_tensor::{sigmoid, softplus, Error, Float};
+use lossgraph_tensor::{Error, Float};
 
 /// Which DPO-family loss to apply to the reward margin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -138,33 +138,64 @@ pub fn dpo<T: Float>(
     let eps = T::of(opts.label_smoothing);
     let target = T::of(0.5 / opts.beta);
     let (zero, one, two) = (T::zero(), T::one(), T::of(2.0));
-    let variant = opts.variant;
-    let margin = |[pc, pr, rc, rr]: [T; 4]| (pc - rc) - (pr - rr);
-    Pointwise::new(
-        "dpo",
-        opts.reduction,
-        move |x: [T; 4]| {
-            let h = margin(x);
-            match variant {
-                DpoVariant::Sigmoid => (one - eps) * softplus(-beta * h) + eps * softplus(beta * h),
-                DpoVariant::Hinge => (one - beta * h).max(zero),
-                DpoVariant::Ipo => (h - target) * (h - target),
-            }
-        },
-        move |x: [T; 4]| {
-            let h = margin(x);
-            let d = match variant {
-                DpoVariant::Sigmoid => {
-                    beta * (eps * sigmoid(beta * h) - (one - eps) * sigmoid(-beta * h))
-                }
-                DpoVariant::Hinge if one - beta * h > zero => -beta,
-                DpoVariant::Hinge => zero,
-                DpoVariant::Ipo => two * (h - target),
-            };
-            [d, -d, -d, d]
-        },
-    )
-    .apply([policy_chosen, policy_rejected, ref_chosen, ref_rejected])
+    let inputs = [policy_chosen, policy_rejected, ref_chosen, ref_rejected];
+    let r = opts.reduction;
+    // One op per variant, so that each vectorised loop holds only its own
+    // formula; all closures are branch-free and inlined into the loops of
+    // `Pointwise`. Every input's partial is ±ℓ'(h): [ℓ', −ℓ', −ℓ', ℓ'].
+    #[inline(always)]
+    fn margin<T: Float>([pc, pr, rc, rr]: [T; 4]) -> T {
+        (pc - rc) - (pr - rr)
+    }
+    #[inline(always)]
+    fn spread<T: Float>(d: T) -> [T; 4] {
+        [d, -d, -d, d]
+    }
+    match opts.variant {
+        // (1−ε)·softplus(−βh) + ε·softplus(βh); ℓ' = β(εσ(βh) − (1−ε)σ(−βh)).
+        // Loss and gradient share one exp and one log1p (`logistic`).
+        DpoVariant::Sigmoid => Pointwise::new(
+            "dpo",
+            r,
+            #[inline(always)]
+            move |x: [T; 4]| {
+                let l = logistic(beta * margin(x));
+                (one - eps) * l.softplus_neg + eps * l.softplus
+            },
+            #[inline(always)]
+            move |x: [T; 4]| {
+                let l = logistic(beta * margin(x));
+                spread(beta * (eps * l.sigmoid - (one - eps) * l.sigmoid_neg))
+            },
+        )
+        .apply(inputs),
+        // max(0, 1 − βh); ℓ' = −β where 1 − βh > 0, else 0
+        DpoVariant::Hinge => Pointwise::new(
+            "dpo",
+            r,
+            #[inline(always)]
+            move |x: [T; 4]| (one - beta * margin(x)).max(zero),
+            #[inline(always)]
+            move |x: [T; 4]| {
+                let on = one - beta * margin(x) > zero;
+                spread(if on { -beta } else { zero })
+            },
+        )
+        .apply(inputs),
+        // (h − 1/(2β))²; ℓ' = 2(h − 1/(2β))
+        DpoVariant::Ipo => Pointwise::new(
+            "dpo",
+            r,
+            #[inline(always)]
+            move |x: [T; 4]| {
+                let d = margin(x) - target;
+                d * d
+            },
+            #[inline(always)]
+            move |x: [T; 4]| spread(two * (margin(x) - target)),
+        )
+        .apply(inputs),
+    }
 }
 
 /// The naive twin of [`dpo`], from primitive ops: `log(sigmoid(·))` for the

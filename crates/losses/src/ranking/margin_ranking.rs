@@ -84,16 +84,21 @@ pub fn margin_ranking<T: Float>(
     validate(a, b, target, opts)?;
     let m = T::of(opts.margin);
     let zero = T::zero();
+    // Both closures are branch-free (the hinge is a select on computed
+    // values) and inlined into the vectorised loops of `Pointwise`.
     Pointwise::new(
         "margin_ranking",
         opts.reduction,
+        #[inline(always)]
         move |[a, b, y]: [T; 3]| (m - y * (a - b)).max(zero),
+        #[inline(always)]
         move |[a, b, y]: [T; 3]| {
-            if m - y * (a - b) >= zero {
-                [-y, y, b - a]
-            } else {
-                [zero; 3]
-            }
+            let on = m - y * (a - b) >= zero;
+            [
+                if on { -y } else { zero },
+                if on { y } else { zero },
+                if on { b - a } else { zero },
+            ]
         },
     )
     .apply([a, b, target])

@@ -19,6 +19,7 @@ pub use info_nce::{info_nce, InfoNceOptions};
 pub use margin_ranking::{margin_ranking, MarginRankingOptions};
 pub use triplet::{triplet, TripletOptions};
 
+use crate::common::first_where;
 use crate::registry::{Args, Flavor};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::{Error, Float, Tensor};
@@ -26,18 +27,16 @@ use lossgraph_tensor::{Error, Float, Tensor};
 /// `InvalidTarget` unless every element of the label tensor `t` is one of
 /// `set` (NaN passes through, as non-finite inputs do).
 fn check_labels<T: Float>(op: &str, what: &str, t: &Tensor<T>, set: [f64; 2]) -> Result<()> {
-    let set = set.map(T::of);
-    if let Some((i, y)) = t
-        .as_slice()
-        .iter()
-        .enumerate()
-        .find(|(_, y)| !y.is_nan() && !set.contains(y))
-    {
-        return Err(Error::target(
-            op,
-            format!("{what}[{i}] = {y} is not {} or {}", set[0], set[1]),
-        )
-        .into());
+    let [a, b] = set.map(T::of);
+    let x = t.as_slice();
+    // a vectorised count over rayon first, a search only on failure
+    if let Some(i) = first_where(
+        x,
+        #[inline(always)]
+        move |y| !(y.is_nan() || y == a || y == b),
+    ) {
+        let y = x[i];
+        return Err(Error::target(op, format!("{what}[{i}] = {y} is not {a} or {b}")).into());
     }
     Ok(())
 }
