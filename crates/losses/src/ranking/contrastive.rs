@@ -8,9 +8,15 @@
 //! decides what a margin means. At `d = 0` the direction of `u − v` is
 //! undefined; the gradient there is 0 (PyTorch's norm gradient at 0).
 
-use crate::common::{check_option, no_batchmean, reduce, reduce_naive, Reduction, Upstream};
+use super::for_row_blocks;
+use crate::common::{
+    check_option, eager_inputs, filled, no_batchmean, reduce, reduce_naive, slots, unfilled,
+    Reduction, UnitGrads, Upstream,
+};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
+use lossgraph_tensor::simd::{self, vectorized};
 use lossgraph_tensor::{Error, Float, Tensor};
+use std::mem::MaybeUninit;
 
 const OP: &str = "contrastive";
 
@@ -60,79 +66,168 @@ fn validate<T: Float>(
     super::check_labels(OP, "similar", &similar.value(), [0.0, 1.0])
 }
 
-/// The fused op; saves the squared distance of each pair.
+/// The fused op. One pass over the rows computes each pair's loss and, when
+/// gradients are wanted, the gradients of the row while it is in cache:
+/// forward does it for an upstream gradient of 1 with `sum`/`mean`
+/// ([`eager_inputs`]) and backward only rescales; otherwise backward makes
+/// the same pass with the real upstream gradients (the distances are
+/// recomputed from the inputs the tape holds, nothing else is saved).
 struct Contrastive<T> {
     margin: T,
     reduction: Reduction,
+    /// Which inputs get their gradient in forward.
+    eager: Option<Vec<bool>>,
+}
+
+/// One row: the loss `s·d² + (1−s)·max(0, m − d)²` and, for the outputs
+/// present, `∂ℓ/∂u = c·(u − v)`, `∂ℓ/∂v = −c·(u − v)` and
+/// `∂ℓ/∂s = g·(d² − gap²)`, with `c = g·(2s − 2(1−s)·gap/d)` (the hinge term
+/// 0 at `d = 0`, PyTorch's norm gradient there) and `g` the row's upstream
+/// gradient. The row's branches are per row; the loops over its elements are
+/// branch-free and vectorise.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pair_row<T: Float>(
+    u: &[T],
+    v: &[T],
+    s: T,
+    m: T,
+    g: T,
+    du: Option<&mut [MaybeUninit<T>]>,
+    dv: Option<&mut [MaybeUninit<T>]>,
+    ds: Option<&mut MaybeUninit<T>>,
+) -> T {
+    let (zero, one, two) = (T::zero(), T::one(), T::of(2.0));
+    let v = &v[..u.len()];
+    let d2 = simd::sum_map2(
+        u,
+        v,
+        #[inline(always)]
+        |a, b| (a - b) * (a - b),
+    );
+    let dist = d2.sqrt();
+    let gap = (m - dist).max(zero);
+    let push = if gap > zero && dist > zero {
+        two * (one - s) * gap / dist
+    } else {
+        zero
+    };
+    let c = g * (two * s - push);
+    if let Some(du) = du {
+        let du = &mut du[..u.len()];
+        for j in 0..u.len() {
+            du[j] = MaybeUninit::new(c * (u[j] - v[j]));
+        }
+    }
+    if let Some(dv) = dv {
+        let dv = &mut dv[..u.len()];
+        for j in 0..u.len() {
+            dv[j] = MaybeUninit::new(-(c * (u[j] - v[j])));
+        }
+    }
+    if let Some(ds) = ds {
+        *ds = MaybeUninit::new(g * (d2 - gap * gap));
+    }
+    s * d2 + (one - s) * gap * gap
+}
+
+impl<T: Float> Contrastive<T> {
+    /// The loss of every pair and the gradients `[du, dv, ds]` of the inputs
+    /// in `need` for upstream gradients `up`, in one pass over the rows
+    /// (blocks of rows over rayon, each output written once, no zero fill).
+    fn pass(
+        &self,
+        x: [&Tensor<T>; 3],
+        up: Upstream<'_, T>,
+        need: &[bool],
+    ) -> (Vec<T>, Vec<Option<Vec<T>>>) {
+        let (u, v, s) = (x[0].as_slice(), x[1].as_slice(), x[2].as_slice());
+        let d = x[0].shape().last_dim();
+        let rows = s.len();
+        let want = |k: usize| need.get(k).copied().unwrap_or(false);
+        let mut loss = unfilled(rows);
+        let mut du = want(0).then(|| unfilled(rows * d));
+        let mut dv = want(1).then(|| unfilled(rows * d));
+        let mut ds = want(2).then(|| unfilled(rows));
+        let m = self.margin;
+        for_row_blocks(
+            rows,
+            d,
+            [
+                (Some(slots(&mut loss, rows)), 1),
+                (du.as_mut().map(|b| slots(b, rows * d)), d),
+                (dv.as_mut().map(|b| slots(b, rows * d)), d),
+                (ds.as_mut().map(|b| slots(b, rows)), 1),
+            ],
+            |r, [l, mut du, mut dv, mut ds]| {
+                let (u, v, s) = (&u[r.start * d..r.end * d], &v[r.start * d..], &s[r.clone()]);
+                let l = l.unwrap_or_default();
+                let up = up.range(r);
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for i in 0..s.len() {
+                            let rr = i * d..(i + 1) * d;
+                            let (ui, vi) = (&u[rr.clone()], &v[rr.clone()]);
+                            let dui = du.as_deref_mut().map(|o| &mut o[rr.clone()]);
+                            let dvi = dv.as_deref_mut().map(|o| &mut o[rr.clone()]);
+                            let dsi = ds.as_deref_mut().map(|o| &mut o[i]);
+                            let li = pair_row(ui, vi, s[i], m, up.at(i), dui, dvi, dsi);
+                            l[i] = MaybeUninit::new(li);
+                        }
+                    },
+                )
+            },
+        );
+        // SAFETY: the blocks cover every row, and pair_row wrote the loss and
+        // each present gradient of each row.
+        unsafe {
+            filled(&mut loss, rows);
+            for b in [&mut du, &mut dv].into_iter().flatten() {
+                filled(b, rows * d);
+            }
+            if let Some(b) = &mut ds {
+                filled(b, rows);
+            }
+        }
+        (loss, vec![du, dv, ds])
+    }
 }
 
 impl<T: Float> CustomOp<T> for Contrastive<T> {
-    type Saved = Vec<T>;
+    type Saved = UnitGrads<T>;
     fn name(&self) -> &str {
         OP
     }
-    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Vec<T>)> {
-        let (u, v, s) = (x[0].as_slice(), x[1].as_slice(), x[2].as_slice());
-        let d = x[0].shape().last_dim();
-        let mut loss = Vec::with_capacity(s.len());
-        let mut sq = Vec::with_capacity(s.len());
-        for (i, &s) in s.iter().enumerate() {
-            let rows = i * d..(i + 1) * d;
-            let d2: T = u[rows.clone()]
-                .iter()
-                .zip(&v[rows])
-                .map(|(&a, &b)| (a - b) * (a - b))
-                .sum();
-            let gap = (self.margin - d2.sqrt()).max(T::zero());
-            loss.push(s * d2 + (T::one() - s) * gap * gap);
-            sq.push(d2);
-        }
-        let n = loss.len();
-        Ok((reduce(loss, x[2].shape().clone(), self.reduction, n)?, sq))
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, UnitGrads<T>)> {
+        let rows = x[2].numel();
+        let one = Tensor::scalar(T::one());
+        // unit upstream gradients (only used for the eager gradients, which
+        // `none` does not have)
+        let up = match self.reduction {
+            Reduction::None => Upstream::Same(T::one()),
+            r => Upstream::new(&one, r, rows),
+        };
+        let need = self.eager.as_deref().unwrap_or(&[]);
+        let (loss, grads) = self.pass([x[0], x[1], x[2]], up, need);
+        let out = reduce(loss, x[2].shape().clone(), self.reduction, rows)?;
+        Ok((out, UnitGrads::new(self.eager.is_some().then_some(grads))))
     }
-    fn backward(&self, cx: &BackwardCtx<'_, T, Vec<T>>) -> Result<Vec<Option<Tensor<T>>>> {
-        let (u, v, s) = (
-            cx.inputs[0].as_slice(),
-            cx.inputs[1].as_slice(),
-            cx.inputs[2].as_slice(),
-        );
-        let d = cx.inputs[0].shape().last_dim();
-        let up = Upstream::new(cx.grad_output, self.reduction, s.len());
-        let two = T::of(2.0);
-        let mut du = vec![T::zero(); u.len()];
-        let mut ds = Vec::with_capacity(s.len());
-        for (i, (&d2, &s)) in cx.saved.iter().zip(s).enumerate() {
-            let dist = d2.sqrt();
-            let gap = (self.margin - dist).max(T::zero());
-            let g = up.at(i);
-            ds.push(g * (d2 - gap * gap));
-            // ∂ℓ/∂(u − v) = c·(u − v): 2s from d², −2(1−s)·gap/d from the hinge
-            let push = if gap > T::zero() && dist > T::zero() {
-                two * (T::one() - s) * gap / dist
-            } else {
-                T::zero()
-            };
-            let c = g * (two * s - push);
-            let rows = i * d..(i + 1) * d;
-            for ((o, &a), &b) in du[rows.clone()]
-                .iter_mut()
-                .zip(&u[rows.clone()])
-                .zip(&v[rows])
-            {
-                *o = c * (a - b);
+    fn backward(&self, cx: &BackwardCtx<'_, T, UnitGrads<T>>) -> Result<Vec<Option<Tensor<T>>>> {
+        let x = &cx.inputs;
+        let grads = match cx.saved.take_scaled(cx.grad_output, cx.needs_grad) {
+            Some(g) => g,
+            None => {
+                let up = Upstream::new(cx.grad_output, self.reduction, x[2].numel());
+                self.pass([&x[0], &x[1], &x[2]], up, cx.needs_grad).1
             }
-        }
-        let dv = cx.needs_grad[1].then(|| du.iter().map(|&x| -x).collect::<Vec<T>>());
-        let shape = cx.inputs[0].shape();
-        Ok(vec![
-            cx.needs_grad[0]
-                .then(|| Tensor::from_vec(du, shape.clone()))
-                .transpose()?,
-            dv.map(|d| Tensor::from_vec(d, shape.clone())).transpose()?,
-            cx.needs_grad[2]
-                .then(|| Tensor::from_vec(ds, cx.inputs[2].shape().clone()))
-                .transpose()?,
-        ])
+        };
+        grads
+            .into_iter()
+            .zip([x[0].shape(), x[1].shape(), x[2].shape()])
+            .map(|(g, shape)| g.map(|g| Tensor::from_vec(g, shape.clone())).transpose())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Into::into)
     }
 }
 
@@ -171,6 +266,7 @@ pub fn contrastive<T: Float>(
     let op = Contrastive {
         margin: T::of(opts.margin),
         reduction: opts.reduction,
+        eager: eager_inputs(opts.reduction, &[u, v, similar]),
     };
     u.tape().clone().apply(op, &[u, v, similar])
 }

@@ -19,10 +19,13 @@ pub use info_nce::{info_nce, InfoNceOptions};
 pub use margin_ranking::{margin_ranking, MarginRankingOptions};
 pub use triplet::{triplet, TripletOptions};
 
-use crate::common::first_where;
+use crate::common::{first_where, CHUNK};
 use crate::registry::{Args, Flavor};
 use lossgraph_autodiff::{Result, Var};
+use lossgraph_tensor::parallel::PAR_THRESHOLD;
 use lossgraph_tensor::{Error, Float, Tensor};
+use rayon::prelude::*;
+use std::ops::Range;
 
 /// `InvalidTarget` unless every element of the label tensor `t` is one of
 /// `set` (NaN passes through, as non-finite inputs do).
@@ -39,6 +42,45 @@ fn check_labels<T: Float>(op: &str, what: &str, t: &Tensor<T>, set: [f64; 2]) ->
         return Err(Error::target(op, format!("{what}[{i}] = {y} is not {a} or {b}")).into());
     }
     Ok(())
+}
+
+/// Rows per task of the row-wise kernels (`contrastive`, `triplet`): about
+/// [`CHUNK`] elements, at least one row.
+fn rows_per_task(d: usize) -> usize {
+    (CHUNK / d.max(1)).max(1)
+}
+
+/// Run `f(rows, outs)` over fixed blocks of the `rows` rows of width `d`
+/// (over rayon once there are [`PAR_THRESHOLD`] elements), where `outs` are
+/// the pieces of `M` optional outputs belonging to those rows: an output
+/// given with width `w` holds `w` elements per row (`d` for a per-element
+/// gradient, 1 for a per-row value). Each output must be `rows·w` long.
+/// The blocks do not depend on the thread count, so neither do results.
+pub(super) fn for_row_blocks<'a, E: Send, const M: usize>(
+    rows: usize,
+    d: usize,
+    outs: [(Option<&'a mut [E]>, usize); M],
+    f: impl Fn(Range<usize>, [Option<&'a mut [E]>; M]) + Sync + Send,
+) {
+    let per = rows_per_task(d);
+    let blocks = rows.div_ceil(per);
+    let mut pieces: Vec<[Option<&'a mut [E]>; M]> =
+        (0..blocks).map(|_| std::array::from_fn(|_| None)).collect();
+    for (k, (o, w)) in outs.into_iter().enumerate() {
+        let Some(mut rest) = o else { continue };
+        for (b, p) in pieces.iter_mut().enumerate() {
+            let len = (per.min(rows - b * per)) * w;
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            p[k] = Some(head);
+            rest = tail;
+        }
+    }
+    let run = |(b, p): (usize, [Option<&'a mut [E]>; M])| f(b * per..((b + 1) * per).min(rows), p);
+    if rows * d < PAR_THRESHOLD {
+        pieces.into_iter().enumerate().for_each(run);
+    } else {
+        pieces.into_par_iter().enumerate().for_each(run);
+    }
 }
 
 /// Naive twins of this family.

@@ -8,9 +8,15 @@
 //! satisfy the margin give no gradient, which is why mining useful (hard but
 //! correct) negatives decides how well it trains.
 
-use crate::common::{check_option, no_batchmean, reduce, reduce_naive, Reduction, Upstream};
+use super::for_row_blocks;
+use crate::common::{
+    check_option, eager_inputs, filled, no_batchmean, reduce, reduce_naive, slots, unfilled,
+    Reduction, UnitGrads, Upstream,
+};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
+use lossgraph_tensor::simd::{self, vectorized};
 use lossgraph_tensor::{Error, Float, Tensor};
+use std::mem::MaybeUninit;
 
 const OP: &str = "triplet";
 /// PyTorch's `pairwise_distance` eps, added to each difference.
@@ -58,7 +64,7 @@ fn validate<T: Float>(a: &Var<T>, p: &Var<T>, n: &Var<T>, o: &TripletOptions) ->
     Ok(())
 }
 
-/// The fused op; saves the two distances of each triplet.
+/// The loss's options; [`TripletOp`] is the fused op built on them.
 struct Triplet<T> {
     margin: T,
     squared: bool,
@@ -66,23 +72,32 @@ struct Triplet<T> {
 }
 
 impl<T: Float> Triplet<T> {
-    /// The distance between two rows: `‖x − y‖²` or `‖x − y + ε‖`.
+    /// The distance between two rows: `‖x − y‖²` or `‖x − y + ε‖`
+    /// (vectorised inside a [`vectorized`] region).
+    #[inline(always)]
     fn dist(&self, x: &[T], y: &[T]) -> T {
         if self.squared {
-            x.iter().zip(y).map(|(&a, &b)| (a - b) * (a - b)).sum()
+            simd::sum_map2(
+                x,
+                y,
+                #[inline(always)]
+                |a, b| (a - b) * (a - b),
+            )
         } else {
             let e = T::of(EPS);
-            let s: T = x
-                .iter()
-                .zip(y)
-                .map(|(&a, &b)| (a - b + e) * (a - b + e))
-                .sum();
-            s.sqrt()
+            simd::sum_map2(
+                x,
+                y,
+                #[inline(always)]
+                |a, b| (a - b + e) * (a - b + e),
+            )
+            .sqrt()
         }
     }
     /// Whether the hinge passes the gradient at `x = d⁺ − d⁻ + m`: strictly
     /// inside for the squared form (no PyTorch twin: subgradient 0), and at the
     /// corner too for the Euclidean form (PyTorch's `clamp_min`).
+    #[inline(always)]
     fn active(&self, x: T) -> bool {
         if self.squared {
             x > T::zero()
@@ -90,69 +105,161 @@ impl<T: Float> Triplet<T> {
             x >= T::zero()
         }
     }
+
+    /// One triplet of rows: the loss `max(0, d⁺ − d⁻ + m)` and, for the
+    /// outputs present, the gradients with upstream gradient `g`: with `∇d`
+    /// the gradient of the distance in its first row — `2(x − y)` squared,
+    /// `(x − y + ε)/d` Euclidean (0 at `d = 0`) — `∂ℓ/∂a = ∇d⁺ − ∇d⁻`,
+    /// `∂ℓ/∂p = −∇d⁺`, `∂ℓ/∂n = ∇d⁻`, or zeros where the hinge is inactive.
+    /// Branches are per row; each output's loop over the row is branch-free
+    /// (the row is in cache, so one loop per output costs little).
+    #[inline(always)]
+    fn row(&self, a: &[T], p: &[T], n: &[T], g: T, outs: [Option<&mut [MaybeUninit<T>]>; 3]) -> T {
+        let (zero, two, e) = (T::zero(), T::of(2.0), T::of(EPS));
+        let d = a.len();
+        let (p, n) = (&p[..d], &n[..d]);
+        let dp = self.dist(a, p);
+        let dn = self.dist(a, n);
+        let x = dp - dn + self.margin;
+        // ∂d/∂x for d(x, y): 2(x − y) squared, (x − y + ε)/d Euclidean (0 at d = 0);
+        // an inactive hinge passes nothing (both factors 0)
+        let on = self.active(x);
+        let (cp, cn, shift) = if !on {
+            (zero, zero, zero)
+        } else if self.squared {
+            (g * two, g * two, zero)
+        } else {
+            let inv = |d: T| if d > zero { g / d } else { zero };
+            (inv(dp), inv(dn), e)
+        };
+        let [ga, gp, gn] = outs;
+        if let Some(o) = ga {
+            let o = &mut o[..d];
+            for j in 0..d {
+                let wp = cp * (a[j] - p[j] + shift);
+                let wn = cn * (a[j] - n[j] + shift);
+                o[j] = MaybeUninit::new(wp - wn);
+            }
+        }
+        if let Some(o) = gp {
+            let o = &mut o[..d];
+            for j in 0..d {
+                o[j] = MaybeUninit::new(-(cp * (a[j] - p[j] + shift)));
+            }
+        }
+        if let Some(o) = gn {
+            let o = &mut o[..d];
+            for j in 0..d {
+                o[j] = MaybeUninit::new(cn * (a[j] - n[j] + shift));
+            }
+        }
+        x.max(zero)
+    }
 }
 
-impl<T: Float> CustomOp<T> for Triplet<T> {
-    type Saved = Vec<(T, T)>;
+/// The fused op. One pass over the rows computes each triplet's loss and,
+/// when gradients are wanted, the gradients of its rows while they are in
+/// cache: forward does it for an upstream gradient of 1 with `sum`/`mean`
+/// ([`eager_inputs`]) and backward only rescales; otherwise backward makes
+/// the same pass with the real upstream gradients (the distances are
+/// recomputed from the inputs the tape holds, nothing else is saved).
+struct TripletOp<T> {
+    t: Triplet<T>,
+    /// Which inputs get their gradient in forward.
+    eager: Option<Vec<bool>>,
+}
+
+impl<T: Float> TripletOp<T> {
+    /// The loss of every triplet and the gradients of the inputs in `need`
+    /// for upstream gradients `up`, in one pass over the rows (blocks of rows
+    /// over rayon, each output written once, no zero fill).
+    fn pass(
+        &self,
+        x: [&Tensor<T>; 3],
+        up: Upstream<'_, T>,
+        need: &[bool],
+    ) -> (Vec<T>, Vec<Option<Vec<T>>>) {
+        let (a, p, n) = (x[0].as_slice(), x[1].as_slice(), x[2].as_slice());
+        let d = x[0].shape().last_dim();
+        let len = a.len();
+        let rows = x[0].shape().reduced(x[0].ndim() - 1, false).numel();
+        let want = |k: usize| need.get(k).copied().unwrap_or(false);
+        let mut loss = unfilled(rows);
+        let mut grads: [Option<Vec<T>>; 3] =
+            std::array::from_fn(|k| want(k).then(|| unfilled(len)));
+        let [g0, g1, g2] = grads.each_mut().map(|g| g.as_mut().map(|b| slots(b, len)));
+        let t = &self.t;
+        for_row_blocks(
+            rows,
+            d,
+            [(Some(slots(&mut loss, rows)), 1), (g0, d), (g1, d), (g2, d)],
+            |r, [l, mut ga, mut gp, mut gn]| {
+                let e = r.start * d;
+                let (a, p, n) = (&a[e..r.end * d], &p[e..], &n[e..]);
+                let l = l.unwrap_or_default();
+                let up = up.range(r);
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for i in 0..l.len() {
+                            let rr = i * d..(i + 1) * d;
+                            let outs = [&mut ga, &mut gp, &mut gn]
+                                .map(|o| o.as_deref_mut().map(|o| &mut o[rr.clone()]));
+                            let li = t.row(&a[rr.clone()], &p[rr.clone()], &n[rr], up.at(i), outs);
+                            l[i] = MaybeUninit::new(li);
+                        }
+                    },
+                )
+            },
+        );
+        // SAFETY: the blocks cover every row, and `row` wrote the loss and
+        // each present gradient of each row.
+        unsafe {
+            filled(&mut loss, rows);
+            for b in grads.iter_mut().flatten() {
+                filled(b, len);
+            }
+        }
+        (loss, grads.into_iter().collect())
+    }
+}
+
+impl<T: Float> CustomOp<T> for TripletOp<T> {
+    type Saved = UnitGrads<T>;
     fn name(&self) -> &str {
         OP
     }
-    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Self::Saved)> {
-        let (a, p, n) = (x[0].as_slice(), x[1].as_slice(), x[2].as_slice());
-        let d = x[0].shape().last_dim();
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, UnitGrads<T>)> {
         let out_shape = x[0].shape().reduced(x[0].ndim() - 1, false);
         let rows = out_shape.numel();
-        let mut loss = Vec::with_capacity(rows);
-        let mut saved = Vec::with_capacity(rows);
-        for i in 0..rows {
-            let r = i * d..(i + 1) * d;
-            let dp = self.dist(&a[r.clone()], &p[r.clone()]);
-            let dn = self.dist(&a[r.clone()], &n[r]);
-            loss.push((dp - dn + self.margin).max(T::zero()));
-            saved.push((dp, dn));
-        }
-        Ok((reduce(loss, out_shape, self.reduction, rows)?, saved))
+        let one = Tensor::scalar(T::one());
+        // unit upstream gradients (only used for the eager gradients, which
+        // `none` does not have)
+        let up = match self.t.reduction {
+            Reduction::None => Upstream::Same(T::one()),
+            r => Upstream::new(&one, r, rows),
+        };
+        let need = self.eager.as_deref().unwrap_or(&[]);
+        let (loss, grads) = self.pass([x[0], x[1], x[2]], up, need);
+        let out = reduce(loss, out_shape, self.t.reduction, rows)?;
+        Ok((out, UnitGrads::new(self.eager.is_some().then_some(grads))))
     }
-    fn backward(&self, cx: &BackwardCtx<'_, T, Self::Saved>) -> Result<Vec<Option<Tensor<T>>>> {
-        let (a, p, n) = (
-            cx.inputs[0].as_slice(),
-            cx.inputs[1].as_slice(),
-            cx.inputs[2].as_slice(),
-        );
-        let d = cx.inputs[0].shape().last_dim();
-        let up = Upstream::new(cx.grad_output, self.reduction, cx.saved.len());
-        let (two, e) = (T::of(2.0), T::of(EPS));
-        let mut ga = vec![T::zero(); a.len()];
-        let mut gp = vec![T::zero(); a.len()];
-        let mut gn = vec![T::zero(); a.len()];
-        for (i, &(dp, dn)) in cx.saved.iter().enumerate() {
-            if !self.active(dp - dn + self.margin) {
-                continue;
+    fn backward(&self, cx: &BackwardCtx<'_, T, UnitGrads<T>>) -> Result<Vec<Option<Tensor<T>>>> {
+        let x = &cx.inputs;
+        let grads = match cx.saved.take_scaled(cx.grad_output, cx.needs_grad) {
+            Some(g) => g,
+            None => {
+                let rows = x[0].shape().reduced(x[0].ndim() - 1, false).numel();
+                let up = Upstream::new(cx.grad_output, self.t.reduction, rows);
+                self.pass([&x[0], &x[1], &x[2]], up, cx.needs_grad).1
             }
-            let g = up.at(i);
-            // ∂d/∂x for d(x, y): 2(x − y) squared, (x − y + ε)/d Euclidean (0 at d = 0)
-            let (cp, cn, shift) = if self.squared {
-                (g * two, g * two, T::zero())
-            } else {
-                let inv = |d: T| if d > T::zero() { g / d } else { T::zero() };
-                (inv(dp), inv(dn), e)
-            };
-            for j in i * d..(i + 1) * d {
-                let wp = cp * (a[j] - p[j] + shift);
-                let wn = cn * (a[j] - n[j] + shift);
-                ga[j] = wp - wn;
-                gp[j] = -wp;
-                gn[j] = wn;
-            }
-        }
-        let shape = cx.inputs[0].shape();
-        let wrap =
-            |need: bool, v: Vec<T>| need.then(|| Tensor::from_vec(v, shape.clone())).transpose();
-        Ok(vec![
-            wrap(cx.needs_grad[0], ga)?,
-            wrap(cx.needs_grad[1], gp)?,
-            wrap(cx.needs_grad[2], gn)?,
-        ])
+        };
+        let shape = x[0].shape();
+        grads
+            .into_iter()
+            .map(|g| g.map(|g| Tensor::from_vec(g, shape.clone())).transpose())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Into::into)
     }
 }
 
@@ -189,10 +296,13 @@ pub fn triplet<T: Float>(
     opts: &TripletOptions,
 ) -> Result<Var<T>> {
     validate(anchor, positive, negative, opts)?;
-    let op = Triplet {
-        margin: T::of(opts.margin),
-        squared: opts.squared,
-        reduction: opts.reduction,
+    let op = TripletOp {
+        t: Triplet {
+            margin: T::of(opts.margin),
+            squared: opts.squared,
+            reduction: opts.reduction,
+        },
+        eager: eager_inputs(opts.reduction, &[anchor, positive, negative]),
     };
     anchor
         .tape()
