@@ -10,9 +10,15 @@
 //! `symmetric` also scores each key against all queries (CLIP) and averages the
 //! two directions per pair.
 
-use crate::common::{check_option, no_batchmean, reduce, reduce_naive, Reduction, Upstream};
+use super::for_row_blocks;
+use crate::common::{
+    check_option, eager_inputs, filled, no_batchmean, reduce, reduce_naive, slots, unfilled,
+    Reduction, UnitGrads, Upstream,
+};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
-use lossgraph_tensor::{logsumexp_row, Error, Float, Shape, Tensor};
+use lossgraph_tensor::simd::{self, vectorized};
+use lossgraph_tensor::{Error, Float, Shape, Tensor};
+use std::mem::MaybeUninit;
 
 const OP: &str = "info_nce";
 /// `F.normalize`'s floor on a row norm.
@@ -53,80 +59,146 @@ fn validate<T: Float>(q: &Var<T>, k: &Var<T>, o: &InfoNceOptions) -> Result<()> 
     Ok(())
 }
 
-/// Rows of `x` divided by their norms clamped at `NORM_EPS`; returns the
-/// normalised tensor and the unclamped norms.
+/// Rows of `x` (`[N, D]`) divided by their norms clamped at `NORM_EPS`;
+/// returns the normalised tensor and the unclamped norms. Blocks of rows
+/// over rayon, each row's norm a vectorised sum.
 fn normalize_rows<T: Float>(x: &Tensor<T>) -> Result<(Tensor<T>, Vec<T>)> {
     let d = x.shape().last_dim();
     let rows = x.dims()[0];
     let eps = T::of(NORM_EPS);
-    let mut out = Vec::with_capacity(x.numel());
-    let mut norms = Vec::with_capacity(rows);
-    for i in 0..rows {
-        let r = &x.as_slice()[i * d..(i + 1) * d];
-        let n = r.iter().map(|&v| v * v).sum::<T>().sqrt();
-        let c = n.max(eps);
-        out.extend(r.iter().map(|&v| v / c));
-        norms.push(n);
+    let xs = x.as_slice();
+    let mut out = unfilled(rows * d);
+    let mut norms = unfilled(rows);
+    for_row_blocks(
+        rows,
+        d,
+        [
+            (Some(slots(&mut out, rows * d)), d),
+            (Some(slots(&mut norms, rows)), 1),
+        ],
+        |r, [o, nr]| {
+            let (o, nr) = (o.unwrap_or_default(), nr.unwrap_or_default());
+            let xs = &xs[r.start * d..r.end * d];
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (i, n_out) in nr.iter_mut().enumerate() {
+                        let (x, o) = (&xs[i * d..(i + 1) * d], &mut o[i * d..(i + 1) * d]);
+                        let n = simd::sum_map(
+                            x,
+                            #[inline(always)]
+                            |v| v * v,
+                        )
+                        .sqrt();
+                        let c = n.max(eps);
+                        for j in 0..d {
+                            o[j] = MaybeUninit::new(x[j] / c);
+                        }
+                        *n_out = MaybeUninit::new(n);
+                    }
+                },
+            )
+        },
+    );
+    // SAFETY: the blocks cover every row and each row wrote its norm and all
+    // of its elements.
+    unsafe {
+        filled(&mut out, rows * d);
+        filled(&mut norms, rows);
     }
     Ok((Tensor::from_vec(out, x.shape().clone())?, norms))
 }
 
-/// Back through `x̂ = x / max(‖x‖, eps)`: `(g − x̂(x̂·g))/‖x‖`, or `g/eps`
-/// where the norm is below eps (the clamp then passes no gradient to the
-/// norm, as `clamp_min`).
-fn normalize_backward<T: Float>(xhat: &Tensor<T>, norms: &[T], g: &Tensor<T>) -> Result<Tensor<T>> {
+/// Back through `x̂ = x / max(‖x‖, eps)`, in place on the gradient `g` of
+/// `x̂` (`[N, D]` row-major): `(g − x̂(x̂·g))/‖x‖`, or `g/eps` where the norm
+/// is below eps (the clamp then passes no gradient to the norm, as
+/// `clamp_min`).
+fn normalize_backward<T: Float>(xhat: &Tensor<T>, norms: &[T], g: &mut [T]) {
     let d = xhat.shape().last_dim();
     let eps = T::of(NORM_EPS);
-    let (xh, gs) = (xhat.as_slice(), g.as_slice());
-    let mut out = Vec::with_capacity(xh.len());
-    for (i, &n) in norms.iter().enumerate() {
-        let r = i * d..(i + 1) * d;
-        let (xr, gr) = (&xh[r.clone()], &gs[r]);
-        if n < eps {
-            out.extend(gr.iter().map(|&g| g / eps));
-        } else {
-            let dot: T = xr.iter().zip(gr).map(|(&x, &g)| x * g).sum();
-            out.extend(xr.iter().zip(gr).map(|(&x, &g)| (g - x * dot) / n));
-        }
-    }
-    Ok(Tensor::from_vec(out, xhat.shape().clone())?)
+    let xh = xhat.as_slice();
+    let rows = norms.len();
+    for_row_blocks(rows, d, [(Some(g), d)], |r, [g]| {
+        let g = g.unwrap_or_default();
+        let (xh, norms) = (&xh[r.start * d..r.end * d], &norms[r]);
+        vectorized(
+            #[inline(always)]
+            || {
+                for (i, &n) in norms.iter().enumerate() {
+                    let (x, g) = (&xh[i * d..(i + 1) * d], &mut g[i * d..(i + 1) * d]);
+                    if n < eps {
+                        g.iter_mut().for_each(|g| *g = *g / eps);
+                    } else {
+                        let dot = simd::sum_map2(
+                            x,
+                            g,
+                            #[inline(always)]
+                            |x, g| x * g,
+                        );
+                        for j in 0..d {
+                            g[j] = (g[j] - x[j] * dot) / n;
+                        }
+                    }
+                }
+            },
+        )
+    });
 }
 
-/// log-sum-exp of every column of a row-major `[n, n]` matrix.
+/// `log Σⱼ e^{x_j}` of a row with its max `m` (`m` itself when `m` is not
+/// finite, as `logsumexp_row`), from the vectorised [`simd::sum_exp_shift`].
+#[inline(always)]
+fn lse_of_row<T: Float>(x: &[T], m: T) -> T {
+    if m.is_finite() {
+        m + simd::sum_exp_shift(x, m).fast_ln()
+    } else {
+        m
+    }
+}
+
+/// log-sum-exp of every column of a row-major `[n, n]` matrix (the
+/// symmetric direction only): a running max, then a running sum of
+/// exponentials, each a vectorised loop across the columns of a row.
 fn column_lse<T: Float>(s: &[T], n: usize) -> Vec<T> {
-    let mut m = vec![T::neg_infinity(); n];
-    for row in s.chunks(n.max(1)) {
-        for (m, &x) in m.iter_mut().zip(row) {
-            if x > *m || x.is_nan() {
-                *m = x;
+    vectorized(
+        #[inline(always)]
+        || {
+            let mut m = vec![T::neg_infinity(); n];
+            for row in s.chunks_exact(n.max(1)) {
+                for (m, &x) in m.iter_mut().zip(row) {
+                    // NaN sticks: once m is NaN nothing is larger
+                    *m = if x > *m || x.is_nan() { x } else { *m };
+                }
             }
-        }
-    }
-    let mut sum = vec![T::zero(); n];
-    for row in s.chunks(n.max(1)) {
-        for ((acc, &m), &x) in sum.iter_mut().zip(&m).zip(row) {
-            *acc += (x - m).exp();
-        }
-    }
-    m.iter()
-        .zip(sum)
-        .map(|(&m, s)| if m.is_finite() { m + s.ln() } else { m })
-        .collect()
+            let mut sum = vec![T::zero(); n];
+            for row in s.chunks_exact(n.max(1)) {
+                for ((acc, &m), &x) in sum.iter_mut().zip(&m).zip(row) {
+                    *acc += (x - m).fast_exp();
+                }
+            }
+            m.iter()
+                .zip(sum)
+                .map(|(&m, s)| if m.is_finite() { m + s.fast_ln() } else { m })
+                .collect()
+        },
+    )
 }
 
-/// What backward needs besides the inputs: the log-sum-exp of each row (and
-/// column, when symmetric) of `S`. The normalised rows and `S` itself are
-/// recomputed.
-struct Saved<T> {
-    row_lse: Vec<T>,
-    col_lse: Vec<T>,
-}
-
+/// The fused op. Forward and backward share [`InfoNce::pass`]: normalise the
+/// rows, `S = q̂k̂ᵀ/τ` through gemm, then one pass over the rows of `S` (blocks
+/// of rows over rayon, vectorised `fast_exp`) for the log-sum-exps, the
+/// losses and, when gradients are wanted, `∂ℓ/∂S` written in place over `S`;
+/// then two gemms and the normalisation's backward. With `sum`/`mean` and a
+/// gradient wanted, forward runs it for an upstream gradient of 1
+/// ([`eager_inputs`]) and backward only rescales; otherwise backward runs it
+/// again with the real upstream gradients (nothing is saved but those).
 struct InfoNce<T> {
     inv_t: T,
     normalize: bool,
     symmetric: bool,
     reduction: Reduction,
+    /// Which inputs get their gradient in forward.
+    eager: Option<Vec<bool>>,
 }
 
 impl<T: Float> InfoNce<T> {
@@ -139,87 +211,171 @@ impl<T: Float> InfoNce<T> {
             Ok((x.clone(), Vec::new()))
         }
     }
-    /// `S = q̂ k̂ᵀ / τ`, `[N, N]`.
-    fn scores(&self, qh: &Tensor<T>, kh: &Tensor<T>) -> Result<Vec<T>> {
-        let inv_t = self.inv_t;
-        let mut s = qh.matmul_nt(kh)?.into_vec();
-        s.iter_mut().for_each(|v| *v *= inv_t);
-        Ok(s)
+
+    /// The loss of every pair and, when `up` is given, the gradients
+    /// `[dq, dk]` of the inputs in `need` for those upstream gradients.
+    fn pass(
+        &self,
+        q: &Tensor<T>,
+        k: &Tensor<T>,
+        up: Option<Upstream<'_, T>>,
+        need: &[bool],
+    ) -> Result<(Vec<T>, Vec<Option<Vec<T>>>)> {
+        let n = q.dims()[0];
+        let want = |i: usize| up.is_some() && need.get(i).copied().unwrap_or(false);
+        let grads = want(0) || want(1);
+        let (qh, q_norms) = self.operand(q)?;
+        let (kh, k_norms) = self.operand(k)?;
+        let mut s = qh.matmul_nt(&kh)?.into_vec();
+        let (inv_t, sym) = (self.inv_t, self.symmetric);
+        // dS = w·uᵢ(P − I) [+ w·uⱼ(Pᶜ − I)]: ∂/∂(q̂k̂ᵀ) is ∂/∂S times 1/τ
+        let w = if sym { T::of(0.5) } else { T::one() } * inv_t;
+        let up = up.unwrap_or(Upstream::Same(T::one()));
+        let mut row_lse = vec![T::zero(); n];
+        let mut diag = vec![T::zero(); n];
+        // Rows of S: scale by 1/τ, max, log-sum-exp. Without the symmetric
+        // term and with gradients, also P = e^{S − lse} and dS in place,
+        // while the row is in cache (one exp per element).
+        let in_place = grads && !sym;
+        for_row_blocks(
+            n,
+            n,
+            [
+                (Some(&mut s[..]), n),
+                (Some(&mut row_lse[..]), 1),
+                (Some(&mut diag[..]), 1),
+            ],
+            |r, [sr, lr, dr]| {
+                let (sr, lr, dr) = (
+                    sr.unwrap_or_default(),
+                    lr.unwrap_or_default(),
+                    dr.unwrap_or_default(),
+                );
+                let up = up.range(r.clone());
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (i, row) in sr.chunks_exact_mut(n).enumerate() {
+                            let gi = r.start + i;
+                            row.iter_mut().for_each(|v| *v *= inv_t);
+                            let m = simd::max(row);
+                            dr[i] = row[gi];
+                            if !in_place {
+                                lr[i] = lse_of_row(row, m);
+                                continue;
+                            }
+                            let c = w * up.at(i);
+                            if m.is_finite() {
+                                row.iter_mut().for_each(|v| *v = (*v - m).fast_exp());
+                                let total = simd::sum(row);
+                                lr[i] = m + total.fast_ln();
+                                let inv = T::one() / total;
+                                let p_ii = row[gi] * inv;
+                                row.iter_mut().for_each(|v| *v = c * (*v * inv));
+                                row[gi] = c * (p_ii - T::one());
+                            } else {
+                                // a non-finite row (non-finite inputs): as
+                                // logsumexp_row, lse = max, and P = e^{S − lse}
+                                lr[i] = m;
+                                let x = row[gi];
+                                row.iter_mut().for_each(|v| *v = c * (*v - m).fast_exp());
+                                row[gi] = c * ((x - m).fast_exp() - T::one());
+                            }
+                        }
+                    },
+                )
+            },
+        );
+        let col_lse = if sym { column_lse(&s, n) } else { Vec::new() };
+        let half = T::of(0.5);
+        let loss: Vec<T> = (0..n)
+            .map(|i| {
+                let d = diag[i];
+                if sym {
+                    half * ((row_lse[i] - d) + (col_lse[i] - d))
+                } else {
+                    row_lse[i] - d
+                }
+            })
+            .collect();
+        if !grads {
+            return Ok((loss, vec![None, None]));
+        }
+        if sym {
+            // dS from the kept S: both softmaxes, two exps per element
+            let (row_lse, col_lse) = (&row_lse, &col_lse);
+            for_row_blocks(n, n, [(Some(&mut s[..]), n)], |r, [sr]| {
+                let sr = sr.unwrap_or_default();
+                let ur = up.range(r.clone());
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (i, row) in sr.chunks_exact_mut(n).enumerate() {
+                            let gi = r.start + i;
+                            let (ui, lse) = (ur.at(i), row_lse[gi]);
+                            for (j, v) in row.iter_mut().enumerate() {
+                                let delta = if gi == j { T::one() } else { T::zero() };
+                                let pr = (*v - lse).fast_exp() - delta;
+                                let pc = (*v - col_lse[j]).fast_exp() - delta;
+                                *v = w * (ui * pr + up.at(j) * pc);
+                            }
+                        }
+                    },
+                )
+            });
+        }
+        let dz = Tensor::from_vec(s, [n, n])?;
+        // ∂/∂q̂ = dS·k̂, ∂/∂k̂ = dSᵀ·q̂, then back through the normalisation
+        let back = |g: Tensor<T>, xh: &Tensor<T>, norms: &[T]| {
+            let mut g = g.into_vec();
+            if self.normalize {
+                normalize_backward(xh, norms, &mut g);
+            }
+            g
+        };
+        let dq = want(0)
+            .then(|| dz.matmul(&kh).map(|g| back(g, &qh, &q_norms)))
+            .transpose()?;
+        let dk = want(1)
+            .then(|| dz.matmul_tn(&qh).map(|g| back(g, &kh, &k_norms)))
+            .transpose()?;
+        Ok((loss, vec![dq, dk]))
     }
 }
 
 impl<T: Float> CustomOp<T> for InfoNce<T> {
-    type Saved = Saved<T>;
+    type Saved = UnitGrads<T>;
     fn name(&self) -> &str {
         OP
     }
-    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Saved<T>)> {
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, UnitGrads<T>)> {
         let n = x[0].dims()[0];
-        let (qh, _) = self.operand(x[0])?;
-        let (kh, _) = self.operand(x[1])?;
-        let s = self.scores(&qh, &kh)?;
-        let row_lse: Vec<T> = s.chunks(n.max(1)).map(logsumexp_row).collect();
-        let col_lse = if self.symmetric {
-            column_lse(&s, n)
-        } else {
-            Vec::new()
-        };
-        let half = T::of(0.5);
-        let loss = (0..n)
-            .map(|i| {
-                let diag = s[i * n + i];
-                if self.symmetric {
-                    half * ((row_lse[i] - diag) + (col_lse[i] - diag))
-                } else {
-                    row_lse[i] - diag
-                }
-            })
-            .collect();
-        let out = reduce(loss, Shape::from([n]), self.reduction, n)?;
-        Ok((out, Saved { row_lse, col_lse }))
-    }
-    fn backward(&self, cx: &BackwardCtx<'_, T, Saved<T>>) -> Result<Vec<Option<Tensor<T>>>> {
-        let n = cx.inputs[0].dims()[0];
-        let sv = cx.saved;
-        let (qh, q_norms) = self.operand(&cx.inputs[0])?;
-        let (kh, k_norms) = self.operand(&cx.inputs[1])?;
-        // dS = w·uᵢ(softmax_row − I) [+ w·uⱼ(softmax_col − I)], then ∂/∂(q̂k̂ᵀ) = dS/τ
-        let mut ds = self.scores(&qh, &kh)?;
-        let up = Upstream::new(cx.grad_output, self.reduction, n);
-        let w = if self.symmetric { T::of(0.5) } else { T::one() } * self.inv_t;
-        for (i, row) in ds.chunks_mut(n.max(1)).enumerate() {
-            let (ui, lse) = (up.at(i), sv.row_lse[i]);
-            for (j, s) in row.iter_mut().enumerate() {
-                let delta = if i == j { T::one() } else { T::zero() };
-                let mut g = ui * ((*s - lse).exp() - delta);
-                if self.symmetric {
-                    g += up.at(j) * ((*s - sv.col_lse[j]).exp() - delta);
-                }
-                *s = w * g;
+        let one = Tensor::scalar(T::one());
+        let (loss, grads) = match &self.eager {
+            Some(need) => {
+                let up = Upstream::new(&one, self.reduction, n);
+                self.pass(x[0], x[1], Some(up), need)?
             }
-        }
-        let dz = Tensor::from_vec(ds, [n, n])?;
-        let dq = cx.needs_grad[0]
-            .then(|| -> Result<Tensor<T>> {
-                let g = dz.matmul(&kh)?;
-                if self.normalize {
-                    normalize_backward(&qh, &q_norms, &g)
-                } else {
-                    Ok(g)
-                }
-            })
-            .transpose()?;
-        let dk = cx.needs_grad[1]
-            .then(|| -> Result<Tensor<T>> {
-                let g = dz.matmul_tn(&qh)?;
-                if self.normalize {
-                    normalize_backward(&kh, &k_norms, &g)
-                } else {
-                    Ok(g)
-                }
-            })
-            .transpose()?;
-        Ok(vec![dq, dk])
+            None => self.pass(x[0], x[1], None, &[])?,
+        };
+        let out = reduce(loss, Shape::from([n]), self.reduction, n)?;
+        Ok((out, UnitGrads::new(self.eager.is_some().then_some(grads))))
+    }
+    fn backward(&self, cx: &BackwardCtx<'_, T, UnitGrads<T>>) -> Result<Vec<Option<Tensor<T>>>> {
+        let x = &cx.inputs;
+        let grads = match cx.saved.take_scaled(cx.grad_output, cx.needs_grad) {
+            Some(g) => g,
+            None => {
+                let up = Upstream::new(cx.grad_output, self.reduction, x[0].dims()[0]);
+                self.pass(&x[0], &x[1], Some(up), cx.needs_grad)?.1
+            }
+        };
+        grads
+            .into_iter()
+            .zip([x[0].shape(), x[1].shape()])
+            .map(|(g, shape)| g.map(|g| Tensor::from_vec(g, shape.clone())).transpose())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Into::into)
     }
 }
 
@@ -259,6 +415,7 @@ pub fn info_nce<T: Float>(query: &Var<T>, key: &Var<T>, opts: &InfoNceOptions) -
         normalize: opts.normalize,
         symmetric: opts.symmetric,
         reduction: opts.reduction,
+        eager: eager_inputs(opts.reduction, &[query, key]),
     };
     query.tape().clone().apply(op, &[query, key])
 }
