@@ -127,7 +127,7 @@ fn normalize_backward<T: Float>(xhat: &Tensor<T>, norms: &[T], g: &mut [T]) {
                 for (i, &n) in norms.iter().enumerate() {
                     let (x, g) = (&xh[i * d..(i + 1) * d], &mut g[i * d..(i + 1) * d]);
                     if n < eps {
-                        g.iter_mut().for_each(|g| *g = *g / eps);
+                        g.iter_mut().for_each(|g| *g /= eps);
                     } else {
                         let dot = simd::sum_map2(
                             x,
@@ -184,6 +184,9 @@ fn column_lse<T: Float>(s: &[T], n: usize) -> Vec<T> {
     )
 }
 
+/// Per-pair losses and the optional gradients `[dq, dk]`.
+type LossAndGrads<T> = (Vec<T>, Vec<Option<Vec<T>>>);
+
 /// The fused op. Forward and backward share [`InfoNce::pass`]: normalise the
 /// rows, `S = q̂k̂ᵀ/τ` through gemm, then one pass over the rows of `S` (blocks
 /// of rows over rayon, vectorised `fast_exp`) for the log-sum-exps, the
@@ -220,7 +223,7 @@ impl<T: Float> InfoNce<T> {
         k: &Tensor<T>,
         up: Option<Upstream<'_, T>>,
         need: &[bool],
-    ) -> Result<(Vec<T>, Vec<Option<Vec<T>>>)> {
+    ) -> Result<LossAndGrads<T>> {
         let n = q.dims()[0];
         let want = |i: usize| up.is_some() && need.get(i).copied().unwrap_or(false);
         let grads = want(0) || want(1);

@@ -201,12 +201,12 @@ impl<T: Float> TripletOp<T> {
                 vectorized(
                     #[inline(always)]
                     || {
-                        for i in 0..l.len() {
+                        for (i, l) in l.iter_mut().enumerate() {
                             let rr = i * d..(i + 1) * d;
                             let outs = [&mut ga, &mut gp, &mut gn]
                                 .map(|o| o.as_deref_mut().map(|o| &mut o[rr.clone()]));
                             let li = t.row(&a[rr.clone()], &p[rr.clone()], &n[rr], up.at(i), outs);
-                            l[i] = MaybeUninit::new(li);
+                            *l = MaybeUninit::new(li);
                         }
                     },
                 )
