@@ -615,3 +615,196 @@ pub fn reduce_naive<T: Float>(loss: Var<T>, r: Reduction) -> Result<Var<T>> {
         }
     }
 }
+
+/// Per-row sums for `rows` rows of width `c` laid out one after the other:
+/// `f(range)` gives `K` partial sums over the elements `range` (a part of one
+/// row, as global indices) and the parts of each row are added in order.
+/// A long row (at least [`PAR_THRESHOLD`] elements: a whole input reduced as
+/// one row) is cut into the fixed chunks of [`chunks`], spread over rayon;
+/// short rows are spread over rayon whole. The cuts do not depend on the
+/// thread count, so neither do the sums.
+pub(crate) fn row_sums<T: Float, const K: usize>(
+    rows: usize,
+    c: usize,
+    f: impl Fn(Range<usize>) -> [T; K] + Sync + Send,
+) -> Vec<[T; K]> {
+    if c >= PAR_THRESHOLD {
+        return (0..rows)
+            .map(|r| {
+                let parts: Vec<[T; K]> = chunks(c)
+                    .map(|p| f(r * c + p.start..r * c + p.end))
+                    .collect();
+                let mut s = [T::zero(); K];
+                for p in parts {
+                    for k in 0..K {
+                        s[k] += p[k];
+                    }
+                }
+                s
+            })
+            .collect();
+    }
+    let row = |r: usize| f(r * c..(r + 1) * c);
+    if rows > 1 && rows.saturating_mul(c) >= PAR_THRESHOLD {
+        (0..rows).into_par_iter().map(row).collect()
+    } else {
+        (0..rows).map(row).collect()
+    }
+}
+
+/// Run `f(row, range, a_part, b_part)` over two optional outputs of `n`
+/// elements (rows of width `c`, one after the other), piece by piece: the
+/// fixed chunks of [`chunked_fill2`] (over rayon when large), each cut
+/// further at row boundaries, so that every call sees a part of one row
+/// (`range` its global element indices, `a_part`/`b_part` the matching
+/// parts of the outputs that are present). Every element lies in exactly one
+/// piece.
+pub(crate) fn row_fill2<E: Send>(
+    n: usize,
+    c: usize,
+    a: Option<&mut [E]>,
+    b: Option<&mut [E]>,
+    f: impl Fn(usize, Range<usize>, Option<&mut [E]>, Option<&mut [E]>) + Sync + Send,
+) {
+    let c = c.max(1);
+    chunked_fill2(n, a, b, |r, mut a, mut b| {
+        let mut i = r.start;
+        while i < r.end {
+            let row = i / c;
+            let end = ((row + 1) * c).min(r.end);
+            let (lo, hi) = (i - r.start, end - r.start);
+            f(
+                row,
+                i..end,
+                a.as_deref_mut().map(|a| &mut a[lo..hi]),
+                b.as_deref_mut().map(|b| &mut b[lo..hi]),
+            );
+            i = end;
+        }
+    });
+}
+
+/// [`Elementwise`]'s one pass as a free function, for fused ops of two
+/// same-shaped inputs that reduce with their own denominator (`kl_div`'s
+/// `batchmean`) or add a constant factor: the sum of `loss(a_i, b_i)` (when
+/// `with_sum`) and the gradients `u_i·∂` of `grad` for the inputs in `need`,
+/// each written once, chunk by chunk over rayon, vectorised. Pass `loss` and
+/// `grad` as closures marked `#[inline(always)]`.
+pub(crate) fn sum_and_grads<T: Float>(
+    a: &[T],
+    b: &[T],
+    loss: impl Fn(T, T) -> T + Sync + Send,
+    grad: impl Fn(T, T) -> (T, T) + Sync + Send,
+    up: Upstream<'_, T>,
+    need: &[bool],
+    with_sum: bool,
+) -> (T, Vec<Option<Vec<T>>>) {
+    let (loss, grad) = (&loss, &grad);
+    let (parts, grads) = fill_two_grads(a.len(), need, |sa, sb| {
+        chunked_fill2(a.len(), sa, sb, |r, da, db| {
+            let (a, b, up) = (&a[r.clone()], &b[r.clone()], up.range(r));
+            vectorized(
+                #[inline(always)]
+                || {
+                    let s = if with_sum {
+                        simd::sum_map2(
+                            a,
+                            b,
+                            #[inline(always)]
+                            |x, y| (*loss)(x, y),
+                        )
+                    } else {
+                        T::zero()
+                    };
+                    grad_loop(
+                        #[inline(always)]
+                        |_, x, y| (*grad)(x, y),
+                        a,
+                        b,
+                        up,
+                        da,
+                        db,
+                    );
+                    s
+                },
+            )
+        })
+    });
+    (simd::sum_of(&parts), grads)
+}
+
+/// `loss(a_i, b_i)` for every item, as a fresh vector written once (chunks
+/// over rayon, vectorised): the unreduced output of such an op.
+pub(crate) fn map_items<T: Float>(
+    a: &[T],
+    b: &[T],
+    loss: impl Fn(T, T) -> T + Sync + Send,
+) -> Vec<T> {
+    let n = a.len();
+    let loss = &loss;
+    let mut out = unfilled(n);
+    chunked_fill(slots(&mut out, n), |s, o| {
+        let r = s..s + o.len();
+        let (a, b) = (&a[r.clone()], &b[r]);
+        vectorized(
+            #[inline(always)]
+            || loss_loop(loss, a, b, o),
+        )
+    });
+    // SAFETY: the chunks cover 0..n and loss_loop writes each slot.
+    unsafe { filled(&mut out, n) };
+    out
+}
+
+/// `f(row, a_row, b_row)` for each of `rows` rows of width `c`, with the
+/// row's parts of two optional outputs (`rows·c` elements each, when
+/// present); returns `f`'s results in row order. Rows go in blocks of about
+/// [`CHUNK`] elements, spread over rayon when the input is large (each row is
+/// computed whole by one thread, so results do not depend on the thread
+/// count).
+pub(crate) fn rows_map2<E: Send, R: Send>(
+    rows: usize,
+    c: usize,
+    a: Option<&mut [E]>,
+    b: Option<&mut [E]>,
+    f: impl Fn(usize, Option<&mut [E]>, Option<&mut [E]>) -> R + Sync + Send,
+) -> Vec<R> {
+    let rpb = (CHUNK / c.max(1)).max(1);
+    let blocks = rows.div_ceil(rpb);
+    /// `o` cut into `blocks` blocks of `w` elements (`w` may be 0).
+    fn split<E>(o: Option<&mut [E]>, w: usize, blocks: usize) -> Vec<Option<&mut [E]>> {
+        match o {
+            Some(o) if w > 0 => o.chunks_mut(w).map(Some).collect(),
+            Some(_) => (0..blocks).map(|_| Some(&mut [][..])).collect(),
+            None => (0..blocks).map(|_| None).collect(),
+        }
+    }
+    let block = |k: usize, mut a: Option<&mut [E]>, mut b: Option<&mut [E]>| -> Vec<R> {
+        let r0 = k * rpb;
+        (r0..(r0 + rpb).min(rows))
+            .map(|r| {
+                let part = (r - r0) * c..(r - r0 + 1) * c;
+                f(
+                    r,
+                    a.as_deref_mut().map(|a| &mut a[part.clone()]),
+                    b.as_deref_mut().map(|b| &mut b[part]),
+                )
+            })
+            .collect()
+    };
+    let (sa, sb) = (split(a, rpb * c, blocks), split(b, rpb * c, blocks));
+    let parts: Vec<Vec<R>> = if blocks > 1 && rows.saturating_mul(c) >= PAR_THRESHOLD {
+        sa.into_par_iter()
+            .zip(sb)
+            .enumerate()
+            .map(|(k, (a, b))| block(k, a, b))
+            .collect()
+    } else {
+        sa.into_iter()
+            .zip(sb)
+            .enumerate()
+            .map(|(k, (a, b))| block(k, a, b))
+            .collect()
+    };
+    parts.into_iter().flatten().collect()
+}

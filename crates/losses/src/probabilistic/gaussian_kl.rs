@@ -11,9 +11,14 @@
 //!
 //! Gradients: `∂ℓ/∂μ = μ`, `∂ℓ/∂logvar = ½ (e^logvar − 1)`.
 
-use crate::common::{no_batchmean, reduce, same_shape, Reduction, Upstream};
+use crate::common::{
+    eager_inputs, fill_two_grads, no_batchmean, reduce, row_fill2, row_sums, same_shape,
+    sum_and_grads, Reduction, UnitGrads, Upstream,
+};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
+use lossgraph_tensor::simd::{self, vectorized};
 use lossgraph_tensor::{Error, Float, Shape, Tensor};
+use std::mem::MaybeUninit;
 
 /// Options of [`gaussian_kl`].
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -54,6 +59,7 @@ pub fn gaussian_kl<T: Float>(
         reduction: opts.reduction,
         out,
         d,
+        eager: eager_inputs(opts.reduction, &[mu, logvar]),
     };
     mu.tape().clone().apply(op, &[mu, logvar])
 }
@@ -78,57 +84,116 @@ fn validate<T: Float>(
     }
 }
 
+/// The fused op. With `sum` or `mean` the row structure does not matter
+/// (`½ Σ` over every element, over the rows' count), so it is one
+/// elementwise pass over chunks of the flat input that also writes the
+/// gradients for an upstream gradient of 1 when an input needs one
+/// ([`eager_inputs`]); backward rescales them. With `none`, forward sums each
+/// row and backward scales each row's gradients by its own upstream value.
 struct GaussianKl {
     reduction: Reduction,
     out: Shape,
     d: usize,
+    /// Which inputs get their gradient in forward.
+    eager: Option<Vec<bool>>,
+}
+
+/// `μ² + (e^lv − 1) − lv` for one latent dimension (twice its share of the
+/// loss); `expm1` keeps the digits of `e^lv − 1 − lv ≈ lv²/2` near 0.
+#[inline(always)]
+fn item<T: Float>(m: T, l: T) -> T {
+    m * m + (l.fast_exp_m1() - l)
+}
+
+/// `(∂ℓ/∂μ, ∂ℓ/∂logvar) = (μ, ½ (e^lv − 1))` of one latent dimension.
+#[inline(always)]
+fn item_grad<T: Float>(m: T, l: T) -> (T, T) {
+    (m, T::of(0.5) * l.fast_exp_m1())
+}
+
+impl GaussianKl {
+    /// Gradients for per-row upstream gradients `g` (the `none` case):
+    /// each row's part scaled by its own `g[row]`, written once, in chunks
+    /// over rayon cut at row boundaries.
+    fn grads_per_row<T: Float>(
+        &self,
+        mu: &[T],
+        lv: &[T],
+        g: &[T],
+        need: &[bool],
+    ) -> Vec<Option<Vec<T>>> {
+        let n = mu.len();
+        fill_two_grads(n, need, |dmu, dlv| {
+            row_fill2(n, self.d, dmu, dlv, |r, range, dmu, dlv| {
+                let (mu, lv, u) = (&mu[range.clone()], &lv[range], g[r]);
+                let half = T::of(0.5);
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        if let Some(d) = dmu {
+                            for (o, &m) in d[..mu.len()].iter_mut().zip(mu) {
+                                *o = MaybeUninit::new(u * m);
+                            }
+                        }
+                        if let Some(d) = dlv {
+                            for (o, &l) in d[..lv.len()].iter_mut().zip(lv) {
+                                *o = MaybeUninit::new(u * (half * l.fast_exp_m1()));
+                            }
+                        }
+                    },
+                )
+            })
+        })
+        .1
+    }
 }
 
 impl<T: Float> CustomOp<T> for GaussianKl {
-    type Saved = ();
+    type Saved = UnitGrads<T>;
     fn name(&self) -> &str {
         "gaussian_kl"
     }
-    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, ())> {
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, UnitGrads<T>)> {
         let (mu, lv) = (x[0].as_slice(), x[1].as_slice());
         let (rows, d, half) = (self.out.numel(), self.d, T::of(0.5));
-        let loss: Vec<T> = (0..rows)
-            .map(|r| {
-                let range = r * d..(r + 1) * d;
-                let s: T = mu[range.clone()]
-                    .iter()
-                    .zip(&lv[range])
-                    .map(|(&m, &l)| m * m + (l.exp_m1() - l))
-                    .sum();
-                half * s
+        if self.reduction == Reduction::None {
+            let loss: Vec<T> = row_sums(rows, d, |r| {
+                let (mu, lv) = (&mu[r.clone()], &lv[r]);
+                vectorized(
+                    #[inline(always)]
+                    || [half * simd::sum_map2(mu, lv, item)],
+                )
             })
+            .into_iter()
+            .map(|[s]| s)
             .collect();
-        Ok((reduce(loss, self.out.clone(), self.reduction, rows)?, ()))
+            let out = reduce(loss, self.out.clone(), self.reduction, rows)?;
+            return Ok((out, UnitGrads::new(None)));
+        }
+        let one = Tensor::scalar(T::one());
+        let up = Upstream::new(&one, self.reduction, rows);
+        let need = self.eager.as_deref().unwrap_or(&[]);
+        let (s, grads) = sum_and_grads(mu, lv, item, item_grad, up, need, true);
+        let grads = self.eager.is_some().then_some(grads);
+        let out = reduce(vec![half * s], Shape::scalar(), self.reduction, rows)?;
+        Ok((out, UnitGrads::new(grads)))
     }
-    fn backward(&self, cx: &BackwardCtx<'_, T, ()>) -> Result<Vec<Option<Tensor<T>>>> {
+    fn backward(&self, cx: &BackwardCtx<'_, T, UnitGrads<T>>) -> Result<Vec<Option<Tensor<T>>>> {
         let (mu, lv) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
-        let (rows, d, half) = (self.out.numel(), self.d, T::of(0.5));
-        let up = Upstream::new(cx.grad_output, self.reduction, rows);
-        let row_of = |i: usize| i.checked_div(d).unwrap_or(0);
-        let dmu = cx.needs_grad[0].then(|| {
-            mu.iter()
-                .enumerate()
-                .map(|(i, &m)| up.at(row_of(i)) * m)
-                .collect::<Vec<T>>()
-        });
-        let dlv = cx.needs_grad[1].then(|| {
-            lv.iter()
-                .enumerate()
-                .map(|(i, &l)| up.at(row_of(i)) * half * l.exp_m1())
-                .collect::<Vec<T>>()
-        });
+        let rows = self.out.numel();
+        let grads = match cx.saved.take_scaled(cx.grad_output, cx.needs_grad) {
+            Some(g) => g,
+            None => match Upstream::new(cx.grad_output, self.reduction, rows) {
+                Upstream::Each(g) => self.grads_per_row(mu, lv, g, cx.needs_grad),
+                up => sum_and_grads(mu, lv, item, item_grad, up, cx.needs_grad, false).1,
+            },
+        };
         let shape = cx.inputs[0].shape();
-        Ok(vec![
-            dmu.map(|g| Tensor::from_vec(g, shape.clone()))
-                .transpose()?,
-            dlv.map(|g| Tensor::from_vec(g, shape.clone()))
-                .transpose()?,
-        ])
+        grads
+            .into_iter()
+            .map(|g| g.map(|g| Tensor::from_vec(g, shape.clone())).transpose())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Into::into)
     }
 }
 
@@ -156,7 +221,7 @@ pub fn gaussian_kl_naive<T: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_family, Case};
+    use crate::testing::{assert_close, check_family, check_twins, Case};
     use lossgraph_autodiff::Tape;
     use lossgraph_tensor::ErrorKind;
 
@@ -209,6 +274,40 @@ mod tests {
                 f(&a, &a, &bm).err().unwrap().kind(),
                 ErrorKind::InvalidOption
             );
+        }
+    }
+
+    #[test]
+    fn large_inputs_and_a_second_backward_agree_with_twin() {
+        // above the parallel threshold: long rows, and rows that straddle
+        // the chunks of the per-row gradient pass
+        for shape in [&[2usize, 40_000][..], &[300, 123][..]] {
+            for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+                let o = GaussianKlOptions { reduction };
+                let c = Case::normal(2, shape, 17);
+                check_twins(
+                    &c,
+                    |v| gaussian_kl(&v[0], &v[1], &o),
+                    |v| gaussian_kl_naive(&v[0], &v[1], &o),
+                );
+                let tape = Tape::<f64>::new();
+                let (m, l) = (
+                    tape.leaf(c.inputs[0].clone()),
+                    tape.leaf(c.inputs[1].clone()),
+                );
+                let out = gaussian_kl(&m, &l, &o).unwrap();
+                let cot = Tensor::full(out.shape(), 0.5);
+                let g1 = out.backward_with(cot.clone()).unwrap();
+                let g2 = out.backward_with(cot).unwrap();
+                for v in [&m, &l] {
+                    assert_close(
+                        "second backward",
+                        &g2.get_or_zeros(v),
+                        &g1.get_or_zeros(v),
+                        1e-12,
+                    );
+                }
+            }
         }
     }
 }

@@ -17,7 +17,9 @@
 //! Beware PyTorch's reductions: `"mean"` divides by every element, which is
 //! not the KL of a batch; `"batchmean"` (sum / size of axis 0) is.
 
-use crate::common::{reduce, same_shape, Reduction, Upstream};
+use crate::common::{
+    eager_inputs, map_items, reduce, same_shape, sum_and_grads, Reduction, UnitGrads, Upstream,
+};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::{Float, Shape, Tensor};
 
@@ -66,6 +68,7 @@ pub fn kl_div<T: Float>(input: &Var<T>, target: &Var<T>, opts: &KlDivOptions) ->
         reduction: opts.reduction,
         log_target: opts.log_target,
         count: count(&shape, opts.reduction),
+        eager: eager_inputs(opts.reduction, &[input, target]),
     };
     input.tape().clone().apply(op, &[input, target])
 }
@@ -79,78 +82,127 @@ fn count(shape: &Shape, r: Reduction) -> usize {
     }
 }
 
+/// The fused op: an elementwise loss with its own mean denominator
+/// (`count`), run through the vectorised chunked passes of `common`. With
+/// `sum`, `mean` or `batchmean` and an input that needs a gradient, forward
+/// writes the gradients for an upstream gradient of 1 in the same pass as
+/// the sum ([`eager_inputs`]); backward rescales them.
 struct KlDiv {
     reduction: Reduction,
     log_target: bool,
     count: usize,
+    /// Which inputs get their gradient in forward.
+    eager: Option<Vec<bool>>,
+}
+
+// The item functions, written with selects on computed values (no branch):
+// the loops over them vectorise, and a zero probability still gives exactly
+// the values of the `0 · log 0 = 0` convention (the discarded side may be
+// NaN). `fast_ln`/`fast_exp` are the exact std functions in f64.
+
+/// `p (log p − x)`, 0 at `p = 0`.
+#[inline(always)]
+fn loss_p<T: Float>(x: T, p: T) -> T {
+    let l = p * (p.fast_ln() - x);
+    if p == T::zero() {
+        T::zero()
+    } else {
+        l
+    }
+}
+
+/// `(∂/∂x, ∂/∂p) = (−p, log p + 1 − x)`, `(0, −x)` at `p = 0`.
+#[inline(always)]
+fn grad_p<T: Float>(x: T, p: T) -> (T, T) {
+    let dp = p.fast_ln() + T::one() - x;
+    (-p, if p == T::zero() { -x } else { dp })
+}
+
+/// `eᵗ (t − x)`, 0 where `eᵗ` is 0.
+#[inline(always)]
+fn loss_log<T: Float>(x: T, t: T) -> T {
+    let p = t.fast_exp();
+    let l = p * (t - x);
+    if p == T::zero() {
+        T::zero()
+    } else {
+        l
+    }
+}
+
+/// `(∂/∂x, ∂/∂t) = (−eᵗ, eᵗ (t − x + 1))`, `(0, 0)` where `eᵗ` is 0.
+#[inline(always)]
+fn grad_log<T: Float>(x: T, t: T) -> (T, T) {
+    let p = t.fast_exp();
+    let dt = p * (t - x + T::one());
+    let zero = p == T::zero();
+    (
+        if zero { T::zero() } else { -p },
+        if zero { T::zero() } else { dt },
+    )
 }
 
 impl KlDiv {
-    /// Item loss.
-    #[inline]
-    fn loss<T: Float>(&self, x: T, t: T) -> T {
+    /// [`sum_and_grads`] with the item functions of this target form.
+    fn pass<T: Float>(
+        &self,
+        x: &[T],
+        t: &[T],
+        up: Upstream<'_, T>,
+        need: &[bool],
+        with_sum: bool,
+    ) -> (T, Vec<Option<Vec<T>>>) {
         if self.log_target {
-            let p = t.exp();
-            if p == T::zero() {
-                T::zero()
-            } else {
-                p * (t - x)
-            }
-        } else if t == T::zero() {
-            T::zero()
+            sum_and_grads(x, t, loss_log, grad_log, up, need, with_sum)
         } else {
-            t * (t.ln() - x)
-        }
-    }
-    /// Item partial derivatives `(∂/∂x, ∂/∂target)`.
-    #[inline]
-    fn grad<T: Float>(&self, x: T, t: T) -> (T, T) {
-        if self.log_target {
-            let p = t.exp();
-            if p == T::zero() {
-                (T::zero(), T::zero())
-            } else {
-                (-p, p * (t - x + T::one()))
-            }
-        } else if t == T::zero() {
-            (-t, -x)
-        } else {
-            (-t, t.ln() + T::one() - x)
+            sum_and_grads(x, t, loss_p, grad_p, up, need, with_sum)
         }
     }
 }
 
 impl<T: Float> CustomOp<T> for KlDiv {
-    type Saved = ();
+    type Saved = UnitGrads<T>;
     fn name(&self) -> &str {
         "kl_div"
     }
-    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, ())> {
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, UnitGrads<T>)> {
         let (a, b) = (x[0].as_slice(), x[1].as_slice());
-        let loss: Vec<T> = a.iter().zip(b).map(|(&a, &b)| self.loss(a, b)).collect();
-        let out = reduce(loss, x[0].shape().clone(), self.reduction, self.count)?;
-        Ok((out, ()))
-    }
-    fn backward(&self, cx: &BackwardCtx<'_, T, ()>) -> Result<Vec<Option<Tensor<T>>>> {
-        let (a, b) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
-        let up = Upstream::new(cx.grad_output, self.reduction, self.count);
-        let mut dx = cx.needs_grad[0].then(|| Vec::with_capacity(a.len()));
-        let mut dt = cx.needs_grad[1].then(|| Vec::with_capacity(a.len()));
-        for (i, (&x, &t)) in a.iter().zip(b).enumerate() {
-            let (gx, gt) = self.grad(x, t);
-            let u = up.at(i);
-            if let Some(d) = dx.as_mut() {
-                d.push(u * gx);
-            }
-            if let Some(d) = dt.as_mut() {
-                d.push(u * gt);
-            }
+        let shape = x[0].shape().clone();
+        if self.reduction == Reduction::None {
+            let loss = if self.log_target {
+                map_items(a, b, loss_log)
+            } else {
+                map_items(a, b, loss_p)
+            };
+            return Ok((Tensor::from_vec(loss, shape)?, UnitGrads::new(None)));
         }
+        let one = Tensor::scalar(T::one());
+        let up = Upstream::new(&one, self.reduction, self.count);
+        let (s, grads) = match &self.eager {
+            Some(need) => {
+                let (s, g) = self.pass(a, b, up, need, true);
+                (s, Some(g))
+            }
+            None => (self.pass(a, b, up, &[], true).0, None),
+        };
+        let out = reduce(vec![s], Shape::scalar(), self.reduction, self.count)?;
+        Ok((out, UnitGrads::new(grads)))
+    }
+    fn backward(&self, cx: &BackwardCtx<'_, T, UnitGrads<T>>) -> Result<Vec<Option<Tensor<T>>>> {
+        let (a, b) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
+        let grads = match cx.saved.take_scaled(cx.grad_output, cx.needs_grad) {
+            Some(g) => g,
+            None => {
+                let up = Upstream::new(cx.grad_output, self.reduction, self.count);
+                self.pass(a, b, up, cx.needs_grad, false).1
+            }
+        };
         let shape = cx.inputs[0].shape();
-        Ok(vec![
-            dx.map(|d| Tensor::from_vec(d, shape.clone())).transpose()?,
-            dt.map(|d| Tensor::from_vec(d, shape.clone())).transpose()?,
-        ])
+        grads
+            .into_iter()
+            .map(|g| g.map(|g| Tensor::from_vec(g, shape.clone())).transpose())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Into::into)
     }
 }
 
@@ -195,7 +247,7 @@ pub fn kl_div_naive<T: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_family, check_twins, Case};
+    use crate::testing::{assert_close, check_family, check_twins, Case};
     use lossgraph_autodiff::Tape;
 
     /// Log-probabilities (log-softmax of normals) and positive targets.
@@ -298,6 +350,55 @@ mod tests {
         for f in [kl_div::<f64>, kl_div_naive::<f64>] {
             let e = f(&x, &p, &KlDivOptions::default()).err().unwrap();
             assert_eq!(e.kind(), lossgraph_tensor::ErrorKind::ShapeMismatch);
+        }
+    }
+
+    #[test]
+    fn large_inputs_and_a_second_backward_agree_with_twin() {
+        // above the parallel threshold, with exact zeros in the target
+        let mut c = case(&[40, 1000], 9);
+        let p: Vec<f64> = c.inputs[1]
+            .as_slice()
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| if i % 7 == 0 { 0.0 } else { p })
+            .collect();
+        c.inputs[1] = Tensor::from_vec(p, [40, 1000]).unwrap();
+        for reduction in REDUCTIONS {
+            for log_target in [false, true] {
+                let o = KlDivOptions {
+                    reduction,
+                    log_target,
+                };
+                let mut c = c.clone();
+                if log_target {
+                    c.inputs[1] = c.inputs[1].map(|p| if p == 0.0 { -800.0 } else { p.ln() });
+                }
+                check_twins(
+                    &c,
+                    |v| kl_div(&v[0], &v[1], &o),
+                    |v| kl_div_naive(&v[0], &v[1], &o),
+                );
+                // forward's gradients serve the first backward; a second
+                // recomputes them
+                let tape = Tape::<f64>::new();
+                let (x, t) = (
+                    tape.leaf(c.inputs[0].clone()),
+                    tape.leaf(c.inputs[1].clone()),
+                );
+                let out = kl_div(&x, &t, &o).unwrap();
+                let cot = Tensor::full(out.shape(), 0.5);
+                let g1 = out.backward_with(cot.clone()).unwrap();
+                let g2 = out.backward_with(cot).unwrap();
+                for v in [&x, &t] {
+                    assert_close(
+                        "second backward",
+                        &g2.get_or_zeros(v),
+                        &g1.get_or_zeros(v),
+                        1e-12,
+                    );
+                }
+            }
         }
     }
 }

@@ -13,11 +13,18 @@
 //! Gradients: `∂ℓ/∂student_c = T (p_c − q_c)`,
 //! `∂ℓ/∂teacher_c = T q_c (log q_c − log p_c − KL)`. Forward saves only the two
 //! per-row log-sum-exps and the per-row KL; backward recomputes `p` and `q`
-//! from the logits.
+//! from the logits (or, with `sum`/`mean`, forward writes the gradients for
+//! an upstream gradient of 1 while each row is in cache, and backward
+//! rescales them).
 
-use crate::common::{check_option, no_batchmean, reduce, same_shape, Reduction, Upstream};
+use crate::common::{
+    check_option, eager_inputs, fill_two_grads, no_batchmean, reduce, rows_map2, same_shape,
+    Reduction, UnitGrads, Upstream,
+};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
+use lossgraph_tensor::simd::{self, vectorized};
 use lossgraph_tensor::{Error, Float, Shape, Tensor};
+use std::mem::MaybeUninit;
 
 /// Options of [`kl_logits`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,6 +81,7 @@ pub fn kl_logits<T: Float>(
         reduction: opts.reduction,
         temperature: opts.temperature,
         layout,
+        eager: eager_inputs(opts.reduction, &[student, teacher]),
     };
     student.tape().clone().apply(op, &[student, teacher])
 }
@@ -108,31 +116,157 @@ fn validate<T: Float>(s: &Var<T>, t: &Var<T>, opts: &KlLogitsOptions) -> Result<
     })
 }
 
+/// The fused op. Rows are spread over rayon in blocks; each row is a few
+/// vectorised passes while it is in cache (two maxima, two sums of
+/// exponentials, the KL sum, then the gradients). With `sum` or `mean` and
+/// an input that needs a gradient, forward also writes the gradients for an
+/// upstream gradient of 1 ([`eager_inputs`]) and backward only rescales
+/// them; otherwise backward recomputes them from the saved per-row numbers.
 struct KlLogits {
     reduction: Reduction,
     temperature: f64,
     layout: Rows,
+    /// Which inputs get their gradient in forward.
+    eager: Option<Vec<bool>>,
 }
 
 /// Per row: `lse(student/T)`, `lse(teacher/T)`, and the unscaled KL.
-struct Saved<T> {
-    lse_s: Vec<T>,
-    lse_t: Vec<T>,
-    kl: Vec<T>,
+#[derive(Debug, Clone, Copy)]
+struct RowState<T> {
+    lse_s: T,
+    lse_t: T,
+    kl: T,
 }
 
-/// `log Σ_c e^(x_c / T)`, shifted by the row's max (T > 0 keeps the order).
-fn lse_scaled<T: Float>(row: &[T], temp: T) -> T {
-    let m = row.iter().fold(
-        T::neg_infinity(),
-        |a, &x| if x > a || x.is_nan() { x } else { a },
-    );
+/// What forward keeps: the per-row numbers, and the gradients it computed.
+struct Saved<T> {
+    rows: Vec<RowState<T>>,
+    unit: UnitGrads<T>,
+}
+
+/// `log Σ_c e^(x_c / T)` (with `inv = 1/T`), shifted by the row's max (T > 0
+/// keeps the order); vectorised, call inside [`vectorized`].
+#[inline(always)]
+fn lse_scaled<T: Float>(row: &[T], inv: T) -> T {
+    let m = simd::max(row);
     if !m.is_finite() {
-        return m / temp;
+        return m * inv;
     }
-    let m = m / temp;
-    let s: T = row.iter().map(|&x| (x / temp - m).exp()).sum();
-    m + s.ln()
+    let m = m * inv;
+    let s = simd::sum_map(
+        row,
+        #[inline(always)]
+        |x| (x * inv - m).fast_exp(),
+    );
+    // s ≥ 1 (the max's own term)
+    m + s.fast_ln()
+}
+
+/// Row `(sr, tr)`'s numbers: both log-sum-exps and
+/// `KL = Σ_c q_c (log q_c − log p_c)`, a class with `q_c = 0` contributing 0
+/// (a select on the computed term, so the loop vectorises).
+#[inline(always)]
+fn row_state<T: Float>(sr: &[T], tr: &[T], inv: T) -> RowState<T> {
+    let (ls, lt) = (lse_scaled(sr, inv), lse_scaled(tr, inv));
+    let kl = simd::sum_map2(
+        sr,
+        tr,
+        #[inline(always)]
+        |sk, tk| {
+            let log_q = tk * inv - lt;
+            let q = log_q.fast_exp();
+            let v = q * (log_q - (sk * inv - ls));
+            if q != T::zero() {
+                v
+            } else {
+                T::zero()
+            }
+        },
+    );
+    RowState {
+        lse_s: ls,
+        lse_t: lt,
+        kl,
+    }
+}
+
+/// Row gradients for upstream gradient `u`: `∂/∂student = uT (p − q)`,
+/// `∂/∂teacher = uT q (log q − log p − KL)` (0 where `q = 0`); writes every
+/// slot of each present output, one branch-free loop per case.
+#[inline(always)]
+fn row_grads<T: Float>(
+    sr: &[T],
+    tr: &[T],
+    inv: T,
+    ut: T,
+    st: RowState<T>,
+    ds: Option<&mut [MaybeUninit<T>]>,
+    dt: Option<&mut [MaybeUninit<T>]>,
+) {
+    let n = sr.len();
+    let tr = &tr[..n];
+    let RowState { lse_s, lse_t, kl } = st;
+    let dstudent = |sk: T, tk: T| {
+        let (log_p, log_q) = (sk * inv - lse_s, tk * inv - lse_t);
+        ut * (log_p.fast_exp() - log_q.fast_exp())
+    };
+    let dteacher = |sk: T, tk: T| {
+        let (log_p, log_q) = (sk * inv - lse_s, tk * inv - lse_t);
+        let q = log_q.fast_exp();
+        let d = ut * q * (log_q - log_p - kl);
+        if q == T::zero() {
+            T::zero()
+        } else {
+            d
+        }
+    };
+    if let Some(ds) = ds {
+        let ds = &mut ds[..n];
+        for k in 0..n {
+            ds[k] = MaybeUninit::new(dstudent(sr[k], tr[k]));
+        }
+    }
+    if let Some(dt) = dt {
+        let dt = &mut dt[..n];
+        for k in 0..n {
+            dt[k] = MaybeUninit::new(dteacher(sr[k], tr[k]));
+        }
+    }
+}
+
+impl KlLogits {
+    /// Every row's numbers (from `saved`, or computed when `None`), and the
+    /// gradients for upstream gradients `up` of the inputs in `need`.
+    fn pass<T: Float>(
+        &self,
+        s: &[T],
+        t: &[T],
+        saved: Option<&[RowState<T>]>,
+        up: Upstream<'_, T>,
+        need: &[bool],
+    ) -> (Vec<RowState<T>>, Vec<Option<Vec<T>>>) {
+        let (rows, c) = (self.layout.rows, self.layout.c);
+        let temp = T::of(self.temperature);
+        let inv = T::one() / temp;
+        fill_two_grads(rows * c, need, |ds, dt| {
+            rows_map2(rows, c, ds, dt, |r, ds, dt| {
+                let (sr, tr) = (&s[r * c..(r + 1) * c], &t[r * c..(r + 1) * c]);
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let st = match saved {
+                            Some(sv) => sv[r],
+                            None => row_state(sr, tr, inv),
+                        };
+                        if ds.is_some() || dt.is_some() {
+                            row_grads(sr, tr, inv, up.at(r) * temp, st, ds, dt);
+                        }
+                        st
+                    },
+                )
+            })
+        })
+    }
 }
 
 impl<T: Float> CustomOp<T> for KlLogits {
@@ -142,65 +276,32 @@ impl<T: Float> CustomOp<T> for KlLogits {
     }
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Saved<T>)> {
         let (s, t) = (x[0].as_slice(), x[1].as_slice());
-        let (rows, c) = (self.layout.rows, self.layout.c);
+        let rows = self.layout.rows;
         let temp = T::of(self.temperature);
-        let mut sv = Saved {
-            lse_s: Vec::with_capacity(rows),
-            lse_t: Vec::with_capacity(rows),
-            kl: Vec::with_capacity(rows),
-        };
-        let mut loss = Vec::with_capacity(rows);
-        for r in 0..rows {
-            let (sr, tr) = (&s[r * c..(r + 1) * c], &t[r * c..(r + 1) * c]);
-            let (ls, lt) = (lse_scaled(sr, temp), lse_scaled(tr, temp));
-            let mut kl = T::zero();
-            for (&sk, &tk) in sr.iter().zip(tr) {
-                let log_q = tk / temp - lt;
-                let q = log_q.exp();
-                if q != T::zero() {
-                    kl += q * (log_q - (sk / temp - ls));
-                }
-            }
-            sv.lse_s.push(ls);
-            sv.lse_t.push(lt);
-            sv.kl.push(kl);
-            loss.push(temp * temp * kl);
-        }
+        let one = Tensor::scalar(T::one());
+        let up = Upstream::new(&one, self.reduction, rows);
+        let need = self.eager.as_deref().unwrap_or(&[]);
+        let (states, grads) = self.pass(s, t, None, up, need);
+        let loss: Vec<T> = states.iter().map(|st| temp * temp * st.kl).collect();
         let out = reduce(loss, self.layout.out.clone(), self.reduction, rows)?;
-        Ok((out, sv))
+        let unit = UnitGrads::new(self.eager.is_some().then_some(grads));
+        Ok((out, Saved { rows: states, unit }))
     }
     fn backward(&self, cx: &BackwardCtx<'_, T, Saved<T>>) -> Result<Vec<Option<Tensor<T>>>> {
         let (s, t) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
-        let (rows, c) = (self.layout.rows, self.layout.c);
-        let temp = T::of(self.temperature);
-        let up = Upstream::new(cx.grad_output, self.reduction, rows);
-        let sv = cx.saved;
-        let mut ds = cx.needs_grad[0].then(|| Vec::with_capacity(s.len()));
-        let mut dt = cx.needs_grad[1].then(|| Vec::with_capacity(s.len()));
-        for r in 0..rows {
-            let (sr, tr) = (&s[r * c..(r + 1) * c], &t[r * c..(r + 1) * c]);
-            let (ls, lt, kl) = (sv.lse_s[r], sv.lse_t[r], sv.kl[r]);
-            let ut = up.at(r) * temp;
-            for (&sk, &tk) in sr.iter().zip(tr) {
-                let (log_p, log_q) = (sk / temp - ls, tk / temp - lt);
-                let q = log_q.exp();
-                if let Some(d) = ds.as_mut() {
-                    d.push(ut * (log_p.exp() - q));
-                }
-                if let Some(d) = dt.as_mut() {
-                    d.push(if q == T::zero() {
-                        T::zero()
-                    } else {
-                        ut * q * (log_q - log_p - kl)
-                    });
-                }
+        let grads = match cx.saved.unit.take_scaled(cx.grad_output, cx.needs_grad) {
+            Some(g) => g,
+            None => {
+                let up = Upstream::new(cx.grad_output, self.reduction, self.layout.rows);
+                self.pass(s, t, Some(&cx.saved.rows), up, cx.needs_grad).1
             }
-        }
+        };
         let shape = cx.inputs[0].shape();
-        Ok(vec![
-            ds.map(|d| Tensor::from_vec(d, shape.clone())).transpose()?,
-            dt.map(|d| Tensor::from_vec(d, shape.clone())).transpose()?,
-        ])
+        grads
+            .into_iter()
+            .map(|g| g.map(|g| Tensor::from_vec(g, shape.clone())).transpose())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Into::into)
     }
 }
 
@@ -230,7 +331,7 @@ pub fn kl_logits_naive<T: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_family, Case};
+    use crate::testing::{assert_close, check_family, check_twins, Case};
     use lossgraph_autodiff::Tape;
     use lossgraph_tensor::ErrorKind;
 
@@ -332,5 +433,39 @@ mod tests {
         let (s, t) = (tape.leaf(z.clone()), tape.leaf(z));
         let loss = kl_logits(&s, &t, &KlLogitsOptions::default()).unwrap();
         assert!(loss.item().unwrap().abs() < 1e-15);
+    }
+
+    #[test]
+    fn large_inputs_and_a_second_backward_agree_with_twin() {
+        // above the parallel threshold
+        for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+            let o = KlLogitsOptions {
+                reduction,
+                temperature: 2.0,
+            };
+            let c = Case::normal(2, &[70, 500], 23);
+            check_twins(
+                &c,
+                |v| kl_logits(&v[0], &v[1], &o),
+                |v| kl_logits_naive(&v[0], &v[1], &o),
+            );
+            let tape = Tape::<f64>::new();
+            let (s, t) = (
+                tape.leaf(c.inputs[0].clone()),
+                tape.leaf(c.inputs[1].clone()),
+            );
+            let out = kl_logits(&s, &t, &o).unwrap();
+            let cot = Tensor::full(out.shape(), 0.5);
+            let g1 = out.backward_with(cot.clone()).unwrap();
+            let g2 = out.backward_with(cot).unwrap();
+            for v in [&s, &t] {
+                assert_close(
+                    "second backward",
+                    &g2.get_or_zeros(v),
+                    &g1.get_or_zeros(v),
+                    1e-12,
+                );
+            }
+        }
     }
 }

@@ -17,9 +17,13 @@
 //! whole scaled by `1/R` over the `R` kept rows): `∂/∂ℓᵢ = mᵢ / D`,
 //! `∂/∂mᵢ = (ℓᵢ − μ) / D`.
 
-use crate::common::{check_option, check_unit_interval, same_shape};
+use crate::common::{
+    check_option, check_unit_interval, fill_two_grads, row_fill2, row_sums, same_shape,
+};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Tape, Var};
+use lossgraph_tensor::simd::{self, vectorized};
 use lossgraph_tensor::{Float, Shape, Tensor};
+use std::mem::MaybeUninit;
 
 /// Options of [`masked_mean`].
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -119,22 +123,35 @@ impl<T: Float> CustomOp<T> for RatioMean {
     fn name(&self) -> &str {
         self.name
     }
+    /// One pass over the inputs: per row, `Σ wℓ` and `Σ w` (a long row, such
+    /// as the whole input without `per_row`, in fixed chunks over rayon),
+    /// vectorised. A weight of 0 contributes 0 to the numerator through a
+    /// select on the computed product, not a branch, so an `∞`/NaN value
+    /// under it is dropped as before, and the loop still vectorises.
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Saved<T>)> {
         let (v, w) = (x[0].as_slice(), x[1].as_slice());
-        let (c, eps) = (self.c, T::of(self.eps));
+        let eps = T::of(self.eps);
+        let sums = row_sums(self.rows, self.c, |r| {
+            let (v, w) = (&v[r.clone()], &w[r]);
+            vectorized(
+                #[inline(always)]
+                || {
+                    let num = simd::sum_map2(
+                        v,
+                        w,
+                        #[inline(always)]
+                        |l, m| if m != T::zero() { m * l } else { T::zero() },
+                    );
+                    [num, simd::sum(w)]
+                },
+            )
+        });
         let mut saved = Saved {
             rows: Vec::with_capacity(self.rows),
             kept: 0,
         };
         let mut total = T::zero();
-        for r in 0..self.rows {
-            let (mut num, mut den) = (T::zero(), T::zero());
-            for (&l, &m) in v[r * c..(r + 1) * c].iter().zip(&w[r * c..(r + 1) * c]) {
-                if m != T::zero() {
-                    num += m * l;
-                    den += m;
-                }
-            }
+        for [num, den] in sums {
             if den == T::zero() {
                 saved.rows.push(None);
             } else {
@@ -152,6 +169,10 @@ impl<T: Float> CustomOp<T> for RatioMean {
         };
         Ok((Tensor::scalar(out), saved))
     }
+    /// `∂/∂ℓ = k·w`, `∂/∂w = k·(ℓ − μ)` with `k = g / (R·D)` per row: one
+    /// vectorised pass writing each gradient once (no zero fill first), in
+    /// fixed chunks over rayon cut at row boundaries. A row that keeps
+    /// nothing gets zeros (not `0·(ℓ − 0)`, which is NaN for `ℓ = ∞`).
     fn backward(&self, cx: &BackwardCtx<'_, T, Saved<T>>) -> Result<Vec<Option<Tensor<T>>>> {
         let (v, w) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
         let sv = cx.saved;
@@ -166,29 +187,48 @@ impl<T: Float> CustomOp<T> for RatioMean {
         } else {
             g / T::of(sv.kept as f64)
         };
-        let c = self.c;
-        let mut dv = cx.needs_grad[0].then(|| vec![T::zero(); v.len()]);
-        let mut dw = cx.needs_grad[1].then(|| vec![T::zero(); v.len()]);
-        for (r, row) in sv.rows.iter().enumerate() {
-            let Some((mean, d)) = *row else { continue };
-            let k = scale / d;
-            let range = r * c..(r + 1) * c;
-            if let Some(dv) = dv.as_mut() {
-                for (o, &m) in dv[range.clone()].iter_mut().zip(&w[range.clone()]) {
-                    *o = k * m;
-                }
-            }
-            if let Some(dw) = dw.as_mut() {
-                for (o, &l) in dw[range.clone()].iter_mut().zip(&v[range]) {
-                    *o = k * (l - mean);
-                }
-            }
-        }
+        let n = v.len();
+        let ((), grads) = fill_two_grads(n, cx.needs_grad, |dv, dw| {
+            row_fill2(n, self.c, dv, dw, |r, range, dv, dw| {
+                let (v, w) = (&v[range.clone()], &w[range]);
+                let row = sv.rows[r];
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let (k, mean) = match row {
+                            Some((mean, d)) => (scale / d, mean),
+                            None => (T::zero(), T::zero()),
+                        };
+                        if let Some(dv) = dv {
+                            let dv = &mut dv[..w.len()];
+                            if row.is_some() {
+                                for (o, &m) in dv.iter_mut().zip(w) {
+                                    *o = MaybeUninit::new(k * m);
+                                }
+                            } else {
+                                dv.fill(MaybeUninit::new(T::zero()));
+                            }
+                        }
+                        if let Some(dw) = dw {
+                            let dw = &mut dw[..v.len()];
+                            if row.is_some() {
+                                for (o, &l) in dw.iter_mut().zip(v) {
+                                    *o = MaybeUninit::new(k * (l - mean));
+                                }
+                            } else {
+                                dw.fill(MaybeUninit::new(T::zero()));
+                            }
+                        }
+                    },
+                )
+            })
+        });
         let shape = cx.inputs[0].shape();
-        Ok(vec![
-            dv.map(|d| Tensor::from_vec(d, shape.clone())).transpose()?,
-            dw.map(|d| Tensor::from_vec(d, shape.clone())).transpose()?,
-        ])
+        grads
+            .into_iter()
+            .map(|g| g.map(|g| Tensor::from_vec(g, shape.clone())).transpose())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Into::into)
     }
 }
 
@@ -374,6 +414,35 @@ mod tests {
             for eps in [-1e-3, f64::NAN, f64::INFINITY] {
                 let o = MaskedMeanOptions { eps, ..o };
                 assert_eq!(kind(f(&v, &ones, &o)), ErrorKind::InvalidOption);
+            }
+        }
+    }
+
+    #[test]
+    fn large_inputs_split_over_rayon_agree_with_twin() {
+        // long rows (cut into chunks) and many short rows (spread over
+        // rayon), with a row that keeps nothing
+        for shape in [&[2usize, 40_000][..], &[300, 120][..]] {
+            let n: usize = shape.iter().product();
+            let c = *shape.last().unwrap();
+            let v = Tensor::randn(shape.to_vec(), 0.0, 1.0, 41).unwrap();
+            let u = Tensor::rand_uniform(shape.to_vec(), 0.0, 1.0, 42).unwrap();
+            let m: Vec<f64> = (0..n)
+                .map(|i| {
+                    if i / c == 1 || i % 5 == 0 {
+                        0.0
+                    } else {
+                        u.as_slice()[i]
+                    }
+                })
+                .collect();
+            let m = Tensor::from_vec(m, shape.to_vec()).unwrap();
+            for o in all_options() {
+                check_twins(
+                    &Case::new(vec![v.clone(), m.clone()]),
+                    |x| masked_mean(&x[0], &x[1], &o),
+                    |x| masked_mean_naive(&x[0], &x[1], &o),
+                );
             }
         }
     }

@@ -11,7 +11,7 @@
 //! `∂/∂ℓᵢ = wᵢ / D`, `∂/∂wᵢ = (ℓᵢ − μ) / D`.
 
 use super::masked_mean::{check_eps, ratio_naive, RatioMean};
-use crate::common::same_shape;
+use crate::common::{first_where, same_shape};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::{Error, Float};
 
@@ -63,12 +63,10 @@ fn validate<T: Float>(values: &Var<T>, weights: &Var<T>, opts: &WeightedMeanOpti
     check_eps(op, opts.eps)?;
     same_shape(op, &values.shape(), &weights.shape(), "values and weights")?;
     let w = weights.value();
-    if let Some((i, v)) = w
-        .as_slice()
-        .iter()
-        .enumerate()
-        .find(|(_, &v)| v < T::zero())
-    {
+    let w = w.as_slice();
+    // a vectorised count first, a search only on failure (NaN passes)
+    if let Some(i) = first_where(w, |v| v < T::zero()) {
+        let v = w[i];
         return Err(Error::value(op, format!("weights[{i}] = {v} is negative")).into());
     }
     Ok(())
