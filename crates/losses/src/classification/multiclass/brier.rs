@@ -11,12 +11,14 @@
 //! other classes, so a near-certain correct item keeps a small, accurate loss.
 
 use super::rows::{
-    check_ids, constant_rows, grad_rows, map_rows, reduce_rows, reduce_rows_naive, row, true_class,
+    check_ids, constant_rows, reduce_rows, reduce_rows_naive, row, sum_others, true_class,
     upstream, Lse, Rows,
 };
-use crate::common::{no_batchmean, Reduction};
+use crate::common::{filled, no_batchmean, rows_map2, slots, unfilled, Reduction};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
+use lossgraph_tensor::simd::vectorized;
 use lossgraph_tensor::{Float, Shape, Tensor};
+use std::mem::MaybeUninit;
 
 const OP: &str = "brier";
 
@@ -95,27 +97,37 @@ impl<T: Float> CustomOp<T> for Brier {
         OP
     }
 
+    /// Per row, vectorised ([`true_class`], then `Σ_{c≠y} p_c²` over the
+    /// slices before and after `y`); rows spread over rayon.
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Self::Saved)> {
         let (z, c) = (x[0].as_slice(), self.rows.classes);
-        let per_row = map_rows(self.rows.rows, c, |i| {
+        let none: Option<&mut [T]> = None;
+        let per_row = rows_map2(self.rows.rows, c, none, None, |i, _, _| {
             let (zr, y) = (row(z, i, c), self.class(i));
-            let t = true_class(zr, y);
-            let others: T = zr
-                .iter()
-                .enumerate()
-                .filter(|&(k, _)| k != y)
-                .map(|(_, &zk)| t.lse.p(zk).powi(2))
-                .sum();
-            let loss = t.q * t.q + others;
-            let two = T::of(2.0);
-            // d = Σ_c 2(p_c − [c = y])·p_c = 2(Σ_{c≠y} p_c² − q·p_y)
-            let d = two * (others - t.q * t.p);
-            (
-                loss,
-                RowState {
-                    lse: t.lse,
-                    loss,
-                    d,
+            vectorized(
+                #[inline(always)]
+                || {
+                    let t = true_class(zr, y);
+                    let others = sum_others(
+                        zr,
+                        y,
+                        #[inline(always)]
+                        |zk| {
+                            let p = t.lse.p(zk);
+                            p * p
+                        },
+                    );
+                    let loss = t.q * t.q + others;
+                    // d = Σ_c 2(p_c − [c = y])·p_c = 2(Σ_{c≠y} p_c² − q·p_y)
+                    let d = T::of(2.0) * (others - t.q * t.p);
+                    (
+                        loss,
+                        RowState {
+                            lse: t.lse,
+                            loss,
+                            d,
+                        },
+                    )
                 },
             )
         });
@@ -127,23 +139,32 @@ impl<T: Float> CustomOp<T> for Brier {
         ))
     }
 
+    /// `∂ℓ/∂z_k = u·p_k·(2p_k − d)` for every class in one branch-free
+    /// vectorised loop, then the true class overwritten with its own form;
+    /// each gradient element written once (no zero fill).
     fn backward(&self, cx: &BackwardCtx<'_, T, Self::Saved>) -> Result<Vec<Option<Tensor<T>>>> {
-        let (z, c) = (cx.inputs[0].as_slice(), self.rows.classes);
-        let up = upstream(cx.grad_output, self.reduction, T::of(self.rows.rows as f64));
+        let (z, c, n) = (cx.inputs[0].as_slice(), self.rows.classes, self.rows.rows);
+        let up = upstream(cx.grad_output, self.reduction, T::of(n as f64));
         let two = T::of(2.0);
-        let dz = grad_rows(cx.inputs[0].shape(), c, |i, dr| {
-            let (u, s, y) = (up.at(i), cx.saved[i], self.class(i));
-            for (k, (dk, &zk)) in dr.iter_mut().zip(row(z, i, c)).enumerate() {
-                let p = s.lse.p(zk);
-                *dk = if k == y {
-                    // p_y·(−2(1 − p_y) − d) = −2·p_y·ℓ
-                    -two * u * p * s.loss
-                } else {
-                    u * p * (two * p - s.d)
-                };
-            }
-        })?;
-        Ok(vec![Some(dz)])
+        let mut dz = unfilled(n * c);
+        rows_map2(n, c, Some(slots(&mut dz, n * c)), None, |i, dr, _| {
+            let Some(dr) = dr else { return };
+            let (u, s, y, zr) = (up.at(i), cx.saved[i], self.class(i), row(z, i, c));
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (dk, &zk) in dr.iter_mut().zip(zr) {
+                        let p = s.lse.p(zk);
+                        *dk = MaybeUninit::new(u * p * (two * p - s.d));
+                    }
+                },
+            );
+            // at y: p_y·(−2(1 − p_y) − d) = −2·p_y·ℓ
+            dr[y] = MaybeUninit::new(-two * u * s.lse.p(zr[y]) * s.loss);
+        });
+        // SAFETY: rows_map2 visits every row, and each row's slots are written.
+        unsafe { filled(&mut dz, n * c) };
+        Ok(vec![Some(Tensor::from_vec(dz, cx.inputs[0].shape())?)])
     }
 }
 

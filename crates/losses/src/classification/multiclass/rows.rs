@@ -326,12 +326,12 @@ impl<T: Float> Lse<T> {
     }
 }
 
-/// The largest element, NaN if any is NaN (−∞ for an empty row).
-fn row_max<T: Float>(z: &[T]) -> T {
-    z.iter().fold(
-        T::neg_infinity(),
-        |a, &x| if x > a || x.is_nan() { x } else { a },
-    )
+/// `Σ_{k≠y} f(z_k)` over row `z`: the slices before and after `y`, each a
+/// vectorisable multi-accumulator sum (call inside [`vectorized`], with `f`
+/// marked `#[inline(always)]`).
+#[inline(always)]
+pub(crate) fn sum_others<T: Float>(z: &[T], y: usize, f: impl Fn(T) -> T) -> T {
+    simd::sum_map(&z[..y], &f) + simd::sum_map(&z[y + 1..], &f)
 }
 
 /// The softmax of one row seen from its true class `y`, without cancellation.
@@ -354,16 +354,16 @@ pub(crate) struct TrueClass<T> {
 /// `p_y = s_y/(s_y + s_o)`, `1 − p_y = s_o/(s_y + s_o)`, and
 /// `log p_y = −log1p(s_o/s_y)` when `y` holds most of the mass (so a tiny
 /// `log p_y` keeps its digits), else `(z_y − m) − log(s_y + s_o)`.
+///
+/// Vectorised (call it inside [`vectorized`]): the max and the sum over the
+/// other classes (the slices before and after `y`) are multi-accumulator
+/// loops of [`Float::fast_exp`]; the few per-row logs are exact.
+#[inline(always)]
 pub(crate) fn true_class<T: Float>(z: &[T], y: usize) -> TrueClass<T> {
-    let m = row_max(z);
+    let m = simd::max(z);
     let zy = z[y];
-    let sy = (zy - m).exp();
-    let so: T = z
-        .iter()
-        .enumerate()
-        .filter(|&(k, _)| k != y)
-        .map(|(_, &zk)| (zk - m).exp())
-        .sum();
+    let sy = (zy - m).fast_exp();
+    let so = simd::sum_exp_shift(&z[..y], m) + simd::sum_exp_shift(&z[y + 1..], m);
     let s = sy + so;
     let lse = Lse {
         max: m,

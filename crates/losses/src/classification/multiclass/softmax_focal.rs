@@ -14,12 +14,14 @@
 //! denominator).
 
 use super::rows::{
-    at, check_ids, class_of, constant_rows, grad_rows, map_rows, per_class, reduce_rows,
-    reduce_rows_naive, row, true_class, upstream, Lse, Rows,
+    at, check_ids, class_of, constant_rows, per_class, reduce_rows, reduce_rows_naive, row,
+    true_class, upstream, Lse, Rows,
 };
-use crate::common::{check_option, no_batchmean, Reduction};
+use crate::common::{check_option, filled, no_batchmean, rows_map2, slots, unfilled, Reduction};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
+use lossgraph_tensor::simd::vectorized;
 use lossgraph_tensor::{Float, Shape, Tensor};
+use std::mem::MaybeUninit;
 
 const OP: &str = "softmax_focal";
 
@@ -128,11 +130,14 @@ impl<T: Float> Focal<T> {
     }
 }
 
-/// What backward needs of a row: its log-sum-exp and `dℓ/d log p_y`.
+/// What backward needs of a row: its log-sum-exp, `dℓ/d log p_y`, and
+/// `q = 1 − p_y = Σ_{k≠y} p_k` (summed from the other classes, so it keeps
+/// its digits when `p_y` is near 1).
 #[derive(Debug, Clone, Copy, Default)]
 struct RowState<T> {
     lse: Lse<T>,
     dl: T,
+    q: T,
 }
 
 impl<T: Float> CustomOp<T> for Focal<T> {
@@ -141,14 +146,21 @@ impl<T: Float> CustomOp<T> for Focal<T> {
         OP
     }
 
+    /// Per row, vectorised ([`true_class`]: the max and the sum over the
+    /// other classes), then a few scalar numbers; rows spread over rayon.
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Self::Saved)> {
         let (z, c) = (x[0].as_slice(), self.rows.classes);
         let g = self.gamma;
-        let per_row = map_rows(self.rows.rows, c, |i| {
+        let none: Option<&mut [T]> = None;
+        let per_row = rows_map2(self.rows.rows, c, none, None, |i, _, _| {
             let Some(y) = self.class(i) else {
                 return (T::zero(), RowState::default());
             };
-            let t = true_class(row(z, i, c), y);
+            let zr = row(z, i, c);
+            let t = vectorized(
+                #[inline(always)]
+                || true_class(zr, y),
+            );
             let a = at(&self.alpha, y);
             let qg = t.q.powf(g); // 0^0 = 1: γ = 0 is cross-entropy
                                   // l/q → −1 as q → 0 (l = log(1 − q))
@@ -158,7 +170,12 @@ impl<T: Float> CustomOp<T> for Focal<T> {
                 -T::one()
             };
             let dl = -a * qg * (T::one() - g * t.p * l_over_q);
-            (-a * qg * t.log_p, RowState { lse: t.lse, dl })
+            let state = RowState {
+                lse: t.lse,
+                dl,
+                q: t.q,
+            };
+            (-a * qg * t.log_p, state)
         });
         let (loss, saved): (Vec<T>, Vec<RowState<T>>) = per_row.into_iter().unzip();
         Ok((
@@ -167,25 +184,36 @@ impl<T: Float> CustomOp<T> for Focal<T> {
         ))
     }
 
+    /// `∂ℓ/∂z_k = s·([k = y] − p_k)` with `s = u·dℓ/dl`: `−s·p_k` for every
+    /// class in one branch-free vectorised loop, then `s·q` at `y` (`q` from
+    /// forward: no cancellation); an ignored row gets zeros. Each gradient
+    /// element is written once (no zero fill first).
     fn backward(&self, cx: &BackwardCtx<'_, T, Self::Saved>) -> Result<Vec<Option<Tensor<T>>>> {
-        let (z, c) = (cx.inputs[0].as_slice(), self.rows.classes);
+        let (z, c, n) = (cx.inputs[0].as_slice(), self.rows.classes, self.rows.rows);
         let up = upstream(cx.grad_output, self.reduction, self.denom);
-        let d = grad_rows(cx.inputs[0].shape(), c, |i, d| {
-            let Some(y) = self.class(i) else { return };
-            let RowState { lse, dl } = cx.saved[i];
+        let mut dz = unfilled(n * c);
+        rows_map2(n, c, Some(slots(&mut dz, n * c)), None, |i, d, _| {
+            let Some(d) = d else { return };
+            let Some(y) = self.class(i) else {
+                d.fill(MaybeUninit::new(T::zero()));
+                return;
+            };
+            let RowState { lse, dl, q } = cx.saved[i];
             let s = up.at(i) * dl;
-            // ∂l/∂z_k = [k = y] − p_k; at y that is Σ_{k≠y} p_k (no cancellation)
-            let mut rest = T::zero();
-            for (k, (dk, &zk)) in d.iter_mut().zip(row(z, i, c)).enumerate() {
-                if k != y {
-                    let p = lse.p(zk);
-                    rest += p;
-                    *dk = -s * p;
-                }
-            }
-            d[y] = s * rest;
-        })?;
-        Ok(vec![Some(d)])
+            let zr = row(z, i, c);
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (dk, &zk) in d.iter_mut().zip(zr) {
+                        *dk = MaybeUninit::new(-s * lse.p(zk));
+                    }
+                },
+            );
+            d[y] = MaybeUninit::new(s * q);
+        });
+        // SAFETY: rows_map2 visits every row, and each row's slots are written.
+        unsafe { filled(&mut dz, n * c) };
+        Ok(vec![Some(Tensor::from_vec(dz, cx.inputs[0].shape())?)])
     }
 }
 
