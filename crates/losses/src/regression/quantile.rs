@@ -14,7 +14,7 @@
 //! fitted quantiles may cross.
 
 use crate::common::{
-    check_option, no_batchmean, reduce, reduce_naive, same_shape, Reduction, Upstream,
+    check_option, no_batchmean, reduce, reduce_naive, same_shape, Elementwise, Reduction, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::{Error, Float, Tensor};
@@ -198,6 +198,41 @@ pub fn quantile<T: Float>(
     no_batchmean("quantile", opts.reduction)?;
     let taus = levels(opts)?;
     check_shapes(pred, target, opts, taus.len())?;
+    if opts.taus.is_none() {
+        // One level, same shapes: the parallel, vectorised elementwise op
+        // (the loss and its derivative are selects between computed values,
+        // no branch).
+        let tau = T::of(opts.tau);
+        return Elementwise::new(
+            "quantile",
+            opts.reduction,
+            #[inline(always)]
+            move |p: T, t: T| {
+                let u = t - p;
+                // NaN takes the second value and stays NaN
+                if u >= T::zero() {
+                    tau * u
+                } else {
+                    (tau - T::one()) * u
+                }
+            },
+            #[inline(always)]
+            move |p: T, t: T| {
+                let u = t - p;
+                // ∂ℓ/∂pred: −τ for u > 0, 1 − τ for u < 0, 0 at the corner
+                // (u·0: NaN stays NaN); ∂ℓ/∂target is its negative
+                let d = if u > T::zero() {
+                    -tau
+                } else if u < T::zero() {
+                    T::one() - tau
+                } else {
+                    u * T::zero()
+                };
+                (d, -d)
+            },
+        )
+        .apply(pred, target);
+    }
     let op = Pinball {
         taus: taus.into_iter().map(T::of).collect(),
         reduction: opts.reduction,
