@@ -46,15 +46,57 @@ fn check(opts: &PoissonNllOptions) -> Result<()> {
 
 /// Stirling's `log(t!) ≈ t log t − t + ½ log(2πt)` and its derivative
 /// `log t + 1/(2t)`, for `t > 1`; 0 and 0 otherwise (NaN propagates).
-#[inline]
+/// Both sides are computed and one is selected (no branch in the
+/// vectorised loops); the logs are [`Float::fast_ln`].
+#[inline(always)]
 fn stirling<T: Float>(t: T) -> (T, T) {
+    let ln = t.fast_ln();
+    let half = T::of(0.5);
+    let value = t * ln - t + half * (T::TAU() * t).fast_ln();
+    let slope = ln + half / t;
     if t > T::one() {
-        let ln = t.ln();
-        let half = T::of(0.5);
-        (t * ln - t + half * (T::TAU() * t).ln(), ln + half / t)
+        (value, slope)
     } else {
         (t * T::zero(), t * T::zero())
     }
+}
+
+/// The fused op for one choice of `log_input` (`LOG`) and `full` (`FULL`):
+/// the options are constants of each copy, so its loops carry neither
+/// branch nor the work of the other form.
+fn fused<T: Float, const LOG: bool, const FULL: bool>(
+    pred: &Var<T>,
+    target: &Var<T>,
+    eps: T,
+    reduction: Reduction,
+) -> Result<Var<T>> {
+    Elementwise::new(
+        "poisson_nll",
+        reduction,
+        #[inline(always)]
+        move |p: T, t: T| {
+            let nll = if LOG {
+                p.fast_exp() - t * p
+            } else {
+                p - t * (p + eps).fast_ln()
+            };
+            if FULL {
+                nll + stirling(t).0
+            } else {
+                nll
+            }
+        },
+        #[inline(always)]
+        move |p: T, t: T| {
+            let (dp, dt) = if LOG {
+                (p.fast_exp() - t, -p)
+            } else {
+                (T::one() - t / (p + eps), -(p + eps).fast_ln())
+            };
+            (dp, if FULL { dt + stirling(t).1 } else { dt })
+        },
+    )
+    .apply(pred, target)
 }
 
 /// Poisson negative log-likelihood, reduced; PyTorch's `F.poisson_nll_loss`.
@@ -89,28 +131,13 @@ pub fn poisson_nll<T: Float>(
     opts: &PoissonNllOptions,
 ) -> Result<Var<T>> {
     check(opts)?;
-    let (log_input, full, eps) = (opts.log_input, opts.full, T::of(opts.eps));
-    let loss = move |p: T, t: T| {
-        let nll = if log_input {
-            p.fast_exp() - t * p
-        } else {
-            p - t * (p + eps).fast_ln()
-        };
-        if full {
-            nll + stirling(t).0
-        } else {
-            nll
-        }
-    };
-    let grad = move |p: T, t: T| {
-        let (dp, dt) = if log_input {
-            (p.fast_exp() - t, -p)
-        } else {
-            (T::one() - t / (p + eps), -(p + eps).fast_ln())
-        };
-        (dp, if full { dt + stirling(t).1 } else { dt })
-    };
-    Elementwise::new("poisson_nll", opts.reduction, loss, grad).apply(pred, target)
+    let (eps, r) = (T::of(opts.eps), opts.reduction);
+    match (opts.log_input, opts.full) {
+        (true, false) => fused::<T, true, false>(pred, target, eps, r),
+        (true, true) => fused::<T, true, true>(pred, target, eps, r),
+        (false, false) => fused::<T, false, false>(pred, target, eps, r),
+        (false, true) => fused::<T, false, true>(pred, target, eps, r),
+    }
 }
 
 /// The naive twin of [`poisson_nll`] from primitive ops. Stirling's term is
