@@ -13,10 +13,14 @@
 //! items and make the loss very negative: keep `eps` meaningful.
 
 use crate::common::{
-    check_option, no_batchmean, reduce, reduce_naive, same_shape, Reduction, Upstream,
+    check_option, chunked_fill, chunked_fill2, eager_inputs, fill_two_grads, filled, first_where,
+    no_batchmean, reduce, reduce_naive, same_shape, slots, unfilled, Reduction, UnitGrads,
+    Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
-use lossgraph_tensor::{Error, Float, Tensor};
+use lossgraph_tensor::simd::{self, vectorized};
+use lossgraph_tensor::{Error, Float, Shape, Tensor};
+use std::mem::MaybeUninit;
 
 /// Options of [`gaussian_nll`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,89 +57,252 @@ fn check<T: Float>(
     same_shape("gaussian_nll", &ps, &target.shape(), "pred and target")?;
     same_shape("gaussian_nll", &ps, &var.shape(), "pred and var")?;
     let v = var.value();
-    if let Some((i, x)) = v
-        .as_slice()
-        .iter()
-        .enumerate()
-        .find(|(_, &x)| x < T::zero())
-    {
+    let v = v.as_slice();
+    if let Some(i) = first_where(v, |x| x < T::zero()) {
+        let x = v[i];
         return Err(Error::value("gaussian_nll", format!("var[{i}] = {x} is negative")).into());
     }
     Ok(())
 }
 
-/// The fused op: nothing saved, backward recomputes `r` and `v` per item.
+/// Elements per block of a pass: the block's losses wait in a stack buffer
+/// of this many values, then are summed lane-wise.
+const BLOCK: usize = 256;
+
+/// The fused op. With `sum` or `mean` and an input that needs a gradient,
+/// forward writes the gradients (for an upstream gradient of 1) in its pass
+/// over the data, from the same `r/v` as the loss, and backward only
+/// rescales them ([`eager_inputs`]); otherwise nothing is saved and backward
+/// recomputes from the inputs. The passes run over fixed chunks split over
+/// rayon, each a vectorised loop ([`vectorized`]).
 struct GaussianNll<T> {
     eps: T,
     constant: T,
     reduction: Reduction,
+    /// Which inputs get their gradient in forward (set by [`gaussian_nll`]).
+    eager: Option<Vec<bool>>,
 }
 
 impl<T: Float> GaussianNll<T> {
-    /// The clamped variance; NaN stays NaN.
-    #[inline]
-    fn clamp(&self, var: T) -> T {
-        if var < self.eps {
-            self.eps
-        } else {
-            var
+    /// `(ℓ, r/v, ∂ℓ/∂var)` of one item, with `r = pred − target` and
+    /// `v = max(var, eps)` (a select; NaN stays NaN): one `r/v` shared by the
+    /// loss and the gradients, which are `±r/v` for pred and target and
+    /// `½(1/v − r²/v²)` for var, straight through the clamp.
+    #[inline(always)]
+    fn item(&self, p: T, t: T, var: T) -> (T, T, T) {
+        let half = T::of(0.5);
+        let v = if var < self.eps { self.eps } else { var };
+        let r = p - t;
+        let w = r / v;
+        // r·(r/v): no overflow of r² where r²/v is finite
+        let loss = half * (v.fast_ln() + r * w) + self.constant;
+        (loss, w, half * (v.recip() - w * w))
+    }
+
+    /// One block: its losses into `buf` (when `SUM`), `u_i·sign·r/v` into
+    /// `da` (when `DA`) and `u_i·∂ℓ/∂var` into `dv` (when `DV`); an output
+    /// not written may be empty. The flags are constants of each copy, so
+    /// the loop has no branch and skips the work of what it does not write.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn block<const SUM: bool, const DA: bool, const DV: bool>(
+        &self,
+        [p, t, var]: [&[T]; 3],
+        u: impl Fn(usize) -> T,
+        sign: T,
+        buf: &mut [T],
+        da: &mut [MaybeUninit<T>],
+        dv: &mut [MaybeUninit<T>],
+    ) {
+        let n = p.len();
+        let (t, var) = (&t[..n], &var[..n]);
+        let buf = if SUM { &mut buf[..n] } else { &mut [] };
+        let da = if DA { &mut da[..n] } else { &mut [] };
+        let dv = if DV { &mut dv[..n] } else { &mut [] };
+        for i in 0..n {
+            let (l, w, gv) = self.item(p[i], t[i], var[i]);
+            let u = u(i);
+            if SUM {
+                buf[i] = l;
+            }
+            if DA {
+                da[i] = MaybeUninit::new(u * (sign * w));
+            }
+            if DV {
+                dv[i] = MaybeUninit::new(u * gv);
+            }
         }
+    }
+
+    /// One chunk (inside [`vectorized`]), block by block while each block
+    /// is in cache: returns `Σℓ` (when `SUM`, else 0) and writes the
+    /// outputs of [`Self::block`].
+    #[inline(always)]
+    fn chunk<const SUM: bool, const DA: bool, const DV: bool>(
+        &self,
+        x: [&[T]; 3],
+        up: Upstream<'_, T>,
+        sign: T,
+        da: &mut [MaybeUninit<T>],
+        dv: &mut [MaybeUninit<T>],
+    ) -> T {
+        let n = x[0].len();
+        let mut buf = [T::zero(); BLOCK];
+        let mut total = T::zero();
+        let mut s = 0;
+        while s < n {
+            let e = (s + BLOCK).min(n);
+            let xb = x.map(|v| &v[s..e]);
+            let da = if DA { &mut da[s..e] } else { &mut [] };
+            let dv = if DV { &mut dv[s..e] } else { &mut [] };
+            match up.range(s..e) {
+                Upstream::Same(u) => {
+                    self.block::<SUM, DA, DV>(xb, |_| u, sign, &mut buf, da, dv);
+                }
+                Upstream::Each(g) => {
+                    let g = &g[..e - s];
+                    self.block::<SUM, DA, DV>(xb, |i| g[i], sign, &mut buf, da, dv);
+                }
+            }
+            if SUM {
+                total += simd::sum(&buf[..e - s]);
+            }
+            s = e;
+        }
+        total
+    }
+
+    /// One pass over the inputs: `Σℓ` (when `with_sum`; backward does not
+    /// need it) and the gradients `u·∂ℓ` for the inputs in `need`
+    /// (`[pred, target, var]`), each written once. Pred's and target's
+    /// gradients are opposite: the pass writes one of them, and target's is
+    /// negated from pred's when both are needed.
+    fn sum_and_grads(
+        &self,
+        x: [&[T]; 3],
+        up: Upstream<'_, T>,
+        need: &[bool],
+        with_sum: bool,
+    ) -> (T, Vec<Option<Vec<T>>>) {
+        let want = |k: usize| need.get(k).copied().unwrap_or(false);
+        let n = x[0].len();
+        let sign = if want(0) { T::one() } else { -T::one() };
+        let (parts, mut grads) = fill_two_grads(n, &[want(0) || want(1), want(2)], |sa, sv| {
+            chunked_fill2(n, sa, sv, |r, da, dv| {
+                let (x, up) = (x.map(|v| &v[r.clone()]), up.range(r));
+                let (has_a, has_v) = (da.is_some(), dv.is_some());
+                let (da, dv) = (da.unwrap_or(&mut []), dv.unwrap_or(&mut []));
+                vectorized(
+                    #[inline(always)]
+                    || match (with_sum, has_a, has_v) {
+                        (true, true, true) => self.chunk::<true, true, true>(x, up, sign, da, dv),
+                        (true, true, false) => self.chunk::<true, true, false>(x, up, sign, da, dv),
+                        (true, false, true) => self.chunk::<true, false, true>(x, up, sign, da, dv),
+                        (true, false, false) => {
+                            self.chunk::<true, false, false>(x, up, sign, da, dv)
+                        }
+                        (false, true, true) => self.chunk::<false, true, true>(x, up, sign, da, dv),
+                        (false, true, false) => {
+                            self.chunk::<false, true, false>(x, up, sign, da, dv)
+                        }
+                        (false, false, true) => {
+                            self.chunk::<false, false, true>(x, up, sign, da, dv)
+                        }
+                        (false, false, false) => T::zero(),
+                    },
+                )
+            })
+        });
+        let (da, dv) = (grads[0].take(), grads[1].take());
+        let (dp, dt) = match (want(0), want(1)) {
+            (true, true) => {
+                let dt = da.as_deref().map(negated);
+                (da, dt)
+            }
+            (true, false) => (da, None),
+            (false, true) => (None, da),
+            (false, false) => (None, None),
+        };
+        (simd::sum_of(&parts), vec![dp, dt, dv])
     }
 }
 
+/// `−x`, element by element, over rayon chunks.
+fn negated<T: Float>(x: &[T]) -> Vec<T> {
+    let mut out = unfilled(x.len());
+    chunked_fill(slots(&mut out, x.len()), |s, o| {
+        let x = &x[s..s + o.len()];
+        vectorized(
+            #[inline(always)]
+            || {
+                for (o, &v) in o.iter_mut().zip(x) {
+                    *o = MaybeUninit::new(-v);
+                }
+            },
+        )
+    });
+    // SAFETY: the chunks cover every slot and the loop writes each one.
+    unsafe { filled(&mut out, x.len()) };
+    out
+}
+
 impl<T: Float> CustomOp<T> for GaussianNll<T> {
-    type Saved = ();
+    type Saved = UnitGrads<T>;
     fn name(&self) -> &str {
         "gaussian_nll"
     }
-    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, ())> {
-        let half = T::of(0.5);
-        let loss: Vec<T> = x[0]
-            .as_slice()
-            .iter()
-            .zip(x[1].as_slice())
-            .zip(x[2].as_slice())
-            .map(|((&p, &t), &var)| {
-                let (r, v) = (p - t, self.clamp(var));
-                // r·(r/v): no overflow of r² where r²/v is finite
-                half * (v.fast_ln() + r * (r / v)) + self.constant
-            })
-            .collect();
-        let n = loss.len();
-        Ok((reduce(loss, x[0].shape().clone(), self.reduction, n)?, ()))
-    }
-    fn backward(&self, cx: &BackwardCtx<'_, T, ()>) -> Result<Vec<Option<Tensor<T>>>> {
-        let [pred, target, var] = [0, 1, 2].map(|k| cx.inputs[k].as_slice());
-        let up = Upstream::new(cx.grad_output, self.reduction, pred.len());
-        let half = T::of(0.5);
-        let cap = |k: usize| if cx.needs_grad[k] { pred.len() } else { 0 };
-        let (mut dp, mut dt, mut dv) = (
-            Vec::with_capacity(cap(0)),
-            Vec::with_capacity(cap(1)),
-            Vec::with_capacity(cap(2)),
-        );
-        for (i, ((&p, &t), &var)) in pred.iter().zip(target).zip(var).enumerate() {
-            let v = self.clamp(var);
-            let w = (p - t) / v; // r / v
-            let g = up.at(i);
-            if cx.needs_grad[0] {
-                dp.push(g * w);
-            }
-            if cx.needs_grad[1] {
-                dt.push(-g * w);
-            }
-            if cx.needs_grad[2] {
-                // ½(1/v − r²/v²), straight through the clamp
-                dv.push(g * half * (v.recip() - w * w));
-            }
+    fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, UnitGrads<T>)> {
+        let x3 = [0, 1, 2].map(|k| x[k].as_slice());
+        let n = x3[0].len();
+        if let Some(need) = &self.eager {
+            let one = Tensor::scalar(T::one());
+            let up = Upstream::new(&one, self.reduction, n);
+            let (s, grads) = self.sum_and_grads(x3, up, need, true);
+            let out = reduce(vec![s], Shape::scalar(), self.reduction, n)?;
+            return Ok((out, UnitGrads::new(Some(grads))));
         }
-        let shape = cx.inputs[0].shape();
-        let out = |k: usize, d: Vec<T>| {
-            cx.needs_grad[k]
-                .then(|| Tensor::from_vec(d, shape.clone()))
-                .transpose()
+        let out = match self.reduction {
+            Reduction::None => {
+                let mut out = unfilled(n);
+                chunked_fill(slots(&mut out, n), |s, o| {
+                    let [p, t, var] = x3.map(|v| &v[s..s + o.len()]);
+                    vectorized(
+                        #[inline(always)]
+                        || {
+                            for (i, o) in o.iter_mut().enumerate() {
+                                *o = MaybeUninit::new(self.item(p[i], t[i], var[i]).0);
+                            }
+                        },
+                    )
+                });
+                // SAFETY: the chunks cover every slot and the loop writes each one.
+                unsafe { filled(&mut out, n) };
+                Tensor::from_vec(out, x[0].shape().clone())?
+            }
+            r => {
+                let s = self
+                    .sum_and_grads(x3, Upstream::Same(T::one()), &[], true)
+                    .0;
+                reduce(vec![s], Shape::scalar(), r, n)?
+            }
         };
-        Ok(vec![out(0, dp)?, out(1, dt)?, out(2, dv)?])
+        Ok((out, UnitGrads::new(None)))
+    }
+    fn backward(&self, cx: &BackwardCtx<'_, T, UnitGrads<T>>) -> Result<Vec<Option<Tensor<T>>>> {
+        let x3 = [0, 1, 2].map(|k| cx.inputs[k].as_slice());
+        let grads = match cx.saved.take_scaled(cx.grad_output, cx.needs_grad) {
+            Some(g) => g,
+            None => {
+                let up = Upstream::new(cx.grad_output, self.reduction, x3[0].len());
+                self.sum_and_grads(x3, up, cx.needs_grad, false).1
+            }
+        };
+        let shape = cx.inputs[0].shape();
+        grads
+            .into_iter()
+            .map(|g| g.map(|g| Tensor::from_vec(g, shape.clone())).transpose())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(Into::into)
     }
 }
 
@@ -178,6 +345,7 @@ pub fn gaussian_nll<T: Float>(
 ) -> Result<Var<T>> {
     check(pred, target, var, opts)?;
     let op = GaussianNll {
+        eager: eager_inputs(opts.reduction, &[pred, target, var]),
         eps: T::of(opts.eps),
         constant: T::of(if opts.full {
             0.5 * (2.0 * std::f64::consts::PI).ln()
