@@ -42,31 +42,20 @@ fn floor_log<T: Float>(v: T, floor: T) -> (T, bool) {
     }
 }
 
-/// `−(y·log p + (1 − y)·log(1 − p))` with floored logs (the third argument,
-/// `pos_weight`, is not used by `bce`), inlined into the vectorised loops.
+/// `(ℓ, ∂ℓ/∂p, ∂ℓ/∂y)` of one item, `ℓ = −(y·log p + (1 − y)·log(1 − p))`
+/// with floored logs (the third argument, `pos_weight`, is not used by
+/// `bce`); the two logs are shared by the loss and its gradients. A floored
+/// log contributes nothing to `∂ℓ/∂p` (a select between computed values, so
+/// the vectorised loops that inline this have no branch).
 #[inline(always)]
-fn item_loss<T: Float>(p: T, y: T, _: T) -> T {
-    let floor = T::of(LOG_FLOOR);
-    let (lp, _) = floor_log(p.fast_ln(), floor);
-    let (lq, _) = floor_log((-p).fast_ln_1p(), floor);
-    -(y * lp + (T::one() - y) * lq)
-}
-
-/// `(∂/∂p, ∂/∂y)` of [`item_loss`]; a floored log contributes nothing to
-/// `∂/∂p`.
-#[inline(always)]
-fn item_grad<T: Float>(p: T, y: T, _: T) -> (T, T) {
-    let (one, floor) = (T::one(), T::of(LOG_FLOOR));
+fn item<T: Float>(p: T, y: T, _: T) -> (T, T, T) {
+    let (zero, one, floor) = (T::zero(), T::one(), T::of(LOG_FLOOR));
     let (lp, keep_p) = floor_log(p.fast_ln(), floor);
     let (lq, keep_q) = floor_log((-p).fast_ln_1p(), floor);
-    let mut dp = T::zero();
-    if keep_p {
-        dp -= y / p;
-    }
-    if keep_q {
-        dp += (one - y) / (one - p);
-    }
-    (dp, lq - lp)
+    let loss = -(y * lp + (one - y) * lq);
+    let from_p = if keep_p { y / p } else { zero };
+    let from_q = if keep_q { (one - y) / (one - p) } else { zero };
+    (loss, zero - from_p + from_q, lq - lp)
 }
 
 /// Binary cross-entropy `−w·(y·log p + (1 − y)·log(1 − p))` of probabilities,
@@ -107,9 +96,7 @@ pub fn bce<T: Float>(probs: &Var<T>, target: &Var<T>, opts: &BceOptions<T>) -> R
         weight,
         None,
         #[inline(always)]
-        |a, b, pw| item_loss(a, b, pw),
-        #[inline(always)]
-        |a, b, pw| item_grad(a, b, pw),
+        |p, y, pw| item(p, y, pw),
     );
     op.apply(probs, target)
 }

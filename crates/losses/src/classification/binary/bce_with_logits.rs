@@ -34,47 +34,59 @@ pub struct BceWithLogitsOptions<T: Float> {
     pub pos_weight: Option<Tensor<T>>,
 }
 
-/// `(softplus(z), softplus(−z))`, sharing `log1p(e^−|z|)`.
-#[inline(always)]
-fn softplus_pair<T: Float>(z: T) -> (T, T) {
-    let l = (-z.abs()).fast_exp().fast_ln_1p();
-    (z.max(T::zero()) + l, (-z).max(T::zero()) + l)
+/// What the logit-space losses need of one logit `z`, all from one
+/// `e^−|z|` (which never overflows): `σ(±z)` and `softplus(±z)`.
+pub(super) struct Logit<T> {
+    /// `σ(z)`, `σ(−z)`.
+    pub s: T,
+    pub sm: T,
+    /// `softplus(z) = −log(1 − σ(z))`, `softplus(−z) = −log σ(z)`.
+    pub sp: T,
+    pub sn: T,
 }
 
-/// `(σ(z), σ(−z))` from one `e^−|z|`, neither overflowing.
-#[inline(always)]
-pub(super) fn sigmoid_pair<T: Float>(z: T) -> (T, T) {
-    let e = (-z.abs()).fast_exp();
-    let (big, small) = (T::one() / (T::one() + e), e / (T::one() + e));
-    if z >= T::zero() {
-        (big, small)
-    } else {
-        (small, big)
+impl<T: Float> Logit<T> {
+    /// One exponential, one log and one division, shared by the loss and
+    /// its gradient; the sign of `z` picks between computed values (a
+    /// select, no branch).
+    #[inline(always)]
+    pub fn new(z: T) -> Self {
+        let (zero, one) = (T::zero(), T::one());
+        let e = (-z.abs()).fast_exp();
+        // σ(|z|) = 1/u and σ(−|z|) = e/u, with u = 1 + e (rounded) in [1, 2]
+        let u = one + e;
+        let big = one / u;
+        let small = e * big;
+        // log1p(e^−|z|), which the softplus of either sign adds to
+        // max(±z, 0): log u plus what the rounding of u lost, (e − (u − 1))/u
+        // (the usual log1p correction; it is e itself once u rounds to 1)
+        let l = u.fast_ln() + (e - (u - one)) * big;
+        let (s, sm) = if z >= zero {
+            (big, small)
+        } else {
+            (small, big)
+        };
+        Logit {
+            s,
+            sm,
+            sp: z.max(zero) + l,
+            sn: (-z).max(zero) + l,
+        }
     }
 }
 
-/// `pw·y·softplus(−z) + (1 − y)·softplus(z)` of one item. A function item
-/// marked `#[inline(always)]` (as is the closure that calls it), so the
-/// vectorised loops inline it.
+/// `(ℓ, ∂ℓ/∂z, ∂ℓ/∂y)` of one item, `ℓ = pw·y·softplus(−z) + (1 − y)·softplus(z)`,
+/// from one [`Logit`]. A function marked `#[inline(always)]` (as is the
+/// closure that calls it), so the vectorised loops inline it.
 #[inline(always)]
-fn item_loss<T: Float>(z: T, y: T, pw: T) -> T {
-    let (sp, sn) = softplus_pair(z);
-    pw * y * sn + (T::one() - y) * sp
-}
-
-/// `(∂/∂z, ∂/∂y)` of [`item_loss`].
-#[inline(always)]
-fn item_grad<T: Float>(z: T, y: T, pw: T) -> (T, T) {
+fn item<T: Float>(z: T, y: T, pw: T) -> (T, T, T) {
     let one = T::one();
-    let (s, sm) = sigmoid_pair(z);
-    let dz = (one - y) * s - pw * y * sm;
-    let dy = if pw == one {
-        -z
-    } else {
-        let (sp, sn) = softplus_pair(z);
-        pw * sn - sp
-    };
-    (dz, dy)
+    let lg = Logit::new(z);
+    let loss = pw * y * lg.sn + (one - y) * lg.sp;
+    let dz = (one - y) * lg.s - pw * y * lg.sm;
+    // exactly −z without pos_weight (softplus(−z) − softplus(z) rounds)
+    let dy = if pw == one { -z } else { pw * lg.sn - lg.sp };
+    (loss, dz, dy)
 }
 
 /// Binary cross-entropy of logits `w·(pw·y·softplus(−z) + (1 − y)·softplus(z))`,
@@ -121,9 +133,7 @@ pub fn bce_with_logits<T: Float>(
         weight,
         pos_weight,
         #[inline(always)]
-        |a, b, pw| item_loss(a, b, pw),
-        #[inline(always)]
-        |a, b, pw| item_grad(a, b, pw),
+        |z, y, pw| item(z, y, pw),
     );
     op.apply(logits, target)
 }

@@ -16,10 +16,10 @@
 //! or `q` underflows to 0 (its limit there). Gradients for logits and
 //! targets; a target outside `[0, 1]` is `InvalidValue`.
 
-use super::bce_with_logits::sigmoid_pair;
+use super::bce_with_logits::Logit;
+use super::weighted::WeightedPointwise;
 use crate::common::{
-    check_option, check_unit_interval, no_batchmean, reduce_naive, same_shape, Elementwise,
-    Reduction,
+    check_option, check_unit_interval, no_batchmean, reduce_naive, same_shape, Reduction,
 };
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::Float;
@@ -46,31 +46,35 @@ impl Default for SigmoidFocalOptions {
     }
 }
 
-/// One item in logit space.
-struct Item<T> {
-    /// `σ(z)`, `σ(−z)`.
-    s: T,
-    sm: T,
-    /// `q = 1 − p_t = y·σ(−z) + (1 − y)·σ(z)`.
-    q: T,
-    /// The cross-entropy `y·softplus(−z) + (1 − y)·softplus(z)`.
-    ce: T,
-}
-
-impl<T: Float> Item<T> {
-    #[inline(always)]
-    fn new(z: T, y: T) -> Self {
-        let (s, sm) = sigmoid_pair(z);
-        let l = (-z.abs()).fast_exp().fast_ln_1p();
-        let (sp, sn) = (z.max(T::zero()) + l, (-z).max(T::zero()) + l);
-        let ny = T::one() - y;
-        Item {
-            s,
-            sm,
-            q: y * sm + ny * s,
-            ce: y * sn + ny * sp,
-        }
-    }
+/// `(ℓ, ∂ℓ/∂z, ∂ℓ/∂y)` of one item from one [`Logit`] (one `exp`, one
+/// `log1p`) and one `q^γ`, shared by the loss and both partials; `alpha` is
+/// `None` without α weighting. The conditions are selects between computed
+/// values, so the vectorised loops that inline this have no branch.
+#[inline(always)]
+fn item<T: Float>(z: T, y: T, alpha: Option<T>, gamma: T) -> (T, T, T) {
+    let (zero, one) = (T::zero(), T::one());
+    let lg = Logit::new(z);
+    let ny = one - y;
+    // q = 1 − p_t and the cross-entropy c, sums of non-negative terms
+    let q = y * lg.sm + ny * lg.s;
+    let ce = y * lg.sn + ny * lg.sp;
+    // α_t and ∂α_t/∂y
+    let (at, dat) = match alpha {
+        Some(a) => (a * y + (one - a) * ny, a + a - one),
+        None => (one, zero),
+    };
+    let qg = q.fast_powf(gamma);
+    // γ·q^(γ−1)·(∂q/∂z)·c and γ·q^(γ−1)·(∂q/∂y)·c, through bounded ratios;
+    // 0 when γ = 0 or q underflowed to 0 (the limit there)
+    let k = gamma * qg;
+    let fz = k * (lg.s * lg.sm / q) * (ny - y) * ce;
+    let fy = k * (ce / q) * (lg.sm - lg.s);
+    let live = gamma > zero && q > zero;
+    let (fz, fy) = if live { (fz, fy) } else { (zero, zero) };
+    let dce_dz = ny * lg.s - y * lg.sm;
+    let dz = at * (fz + qg * dce_dz);
+    let dy = at * (fy - qg * z) + dat * qg * ce;
+    (at * qg * ce, dz, dy)
 }
 
 /// Sigmoid focal loss `α_t·(1 − p_t)^γ·bce_with_logits(z, y)` of logits,
@@ -114,41 +118,14 @@ pub fn sigmoid_focal<T: Float>(
     validate(logits, target, opts)?;
     let gamma = T::of(opts.gamma);
     let alpha = (opts.alpha >= 0.0).then(|| T::of(opts.alpha));
-    let one = T::one();
-    // α_t and ∂α_t/∂y
-    let alpha_t = move |y: T| match alpha {
-        Some(a) => (a * y + (one - a) * (one - y), a + a - one),
-        None => (one, T::zero()),
-    };
-    Elementwise::new(
+    // no weight and no pos_weight: the family's fused op with w = pw = 1
+    WeightedPointwise::new(
         "sigmoid_focal",
         opts.reduction,
+        None,
+        None,
         #[inline(always)]
-        move |z: T, y: T| {
-            let it = Item::new(z, y);
-            alpha_t(y).0 * it.q.powf(gamma) * it.ce
-        },
-        #[inline(always)]
-        move |z: T, y: T| {
-            let it = Item::new(z, y);
-            let (at, dat) = alpha_t(y);
-            let qg = it.q.powf(gamma);
-            // γ·q^(γ−1)·(∂q/∂z)·c and γ·q^(γ−1)·(∂q/∂y)·c, through bounded
-            // ratios; 0 when γ = 0 or q underflowed to 0 (the limit there)
-            let (fz, fy) = if gamma > T::zero() && it.q > T::zero() {
-                let k = gamma * qg;
-                (
-                    k * (it.s * it.sm / it.q) * (one - y - y) * it.ce,
-                    k * (it.ce / it.q) * (it.sm - it.s),
-                )
-            } else {
-                (T::zero(), T::zero())
-            };
-            let dce_dz = (one - y) * it.s - y * it.sm;
-            let dz = at * (fz + qg * dce_dz);
-            let dy = at * (fy - qg * z) + dat * qg * it.ce;
-            (dz, dy)
-        },
+        move |z: T, y: T, _| item(z, y, alpha, gamma),
     )
     .apply(logits, target)
 }

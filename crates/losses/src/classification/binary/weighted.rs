@@ -1,14 +1,17 @@
-//! What `bce` and `bce_with_logits` share: tensor options (`weight`,
+//! What the family's fused ops share: tensor options (`weight`,
 //! `pos_weight`) broadcast to the input's shape, and a fused op for a loss
-//! that is `w · f(a, b; pw)` element by element.
+//! that is `w · f(a, b; pw)` element by element (`bce`, `bce_with_logits`,
+//! and `sigmoid_focal` with `w = pw = 1`), whose loss and gradients come from
+//! one evaluation per element.
 
 use crate::common::{
-    chunked_fill, chunked_fill2, chunked_sum, eager_inputs, fill_two_grads, filled, grad_loop,
-    reduce, slots, unfilled, Reduction, UnitGrads, Upstream,
+    chunked_fill, chunked_fill2, chunked_sum, eager_inputs, fill_two_grads, filled, reduce, slots,
+    unfilled, Reduction, UnitGrads, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized, Store};
 use lossgraph_tensor::{broadcasts_to, Error, Float, Shape, Tensor};
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// `t` materialised at `shape` (NumPy broadcasting), or `None` when absent.
@@ -34,8 +37,10 @@ pub(super) fn broadcast_option<T: Float>(
     Ok(Some(t.broadcast_to(shape)?))
 }
 
-/// A per-element factor of a chunk: a slice, or [`One`] when absent (so the
-/// loops carry no per-element branch on whether the option was given).
+/// A per-element factor of a chunk: a slice, a number for every element
+/// ([`Same`], an upstream gradient shared by all items), or [`One`] when
+/// absent (so the loops carry no per-element branch on whether the option
+/// was given).
 trait Factor<T>: Copy {
     /// The factor of element `i` of the chunk.
     fn at(self, i: usize) -> T;
@@ -58,6 +63,21 @@ impl<T: Float> Factor<T> for One {
     }
 }
 
+/// The same factor for every element.
+#[derive(Clone, Copy)]
+struct Same<T>(T);
+
+impl<T: Float> Factor<T> for Same<T> {
+    #[inline(always)]
+    fn at(self, _: usize) -> T {
+        self.0
+    }
+    #[inline(always)]
+    fn slice(self, _: Range<usize>) -> Self {
+        self
+    }
+}
+
 impl<T: Float> Factor<T> for &[T] {
     #[inline(always)]
     fn at(self, i: usize) -> T {
@@ -69,8 +89,46 @@ impl<T: Float> Factor<T> for &[T] {
     }
 }
 
-/// Evaluate `$body` with `$w` and `$pw` bound to the chunk `$r` of the
-/// optional factors: four monomorphic copies, one per present/absent pair.
+/// Where a loop puts one value per element of a block: slots of an output
+/// (a gradient buffer, the block's losses), or nowhere ([`Skip`]: an output
+/// nobody asked for). One generic loop body then serves every combination
+/// of wanted outputs; each copy has no per-element branch, and the work of
+/// a value it skips is optimised away (backward's recompute never
+/// evaluates the loss, a target that is a constant gets no `∂/∂y`).
+trait Sink<T> {
+    /// The first `n` slots (a no-op for [`Skip`]), so that indexing below
+    /// `n` needs no bounds check in the loop.
+    fn first(self, n: usize) -> Self;
+    /// Put `v` into slot `i`.
+    fn put(&mut self, i: usize, v: T);
+}
+
+/// An output that is not wanted.
+struct Skip;
+
+impl<T> Sink<T> for Skip {
+    #[inline(always)]
+    fn first(self, _: usize) -> Self {
+        Skip
+    }
+    #[inline(always)]
+    fn put(&mut self, _: usize, _: T) {}
+}
+
+impl<T, S: Store<T>> Sink<T> for &mut [S] {
+    #[inline(always)]
+    fn first(self, n: usize) -> Self {
+        &mut self[..n]
+    }
+    #[inline(always)]
+    fn put(&mut self, i: usize, v: T) {
+        self[i].store(v);
+    }
+}
+
+/// Evaluate `$body` with `$wv` and `$pv` bound to the chunk `$r` of the
+/// optional factors `$w` and `$pw`: four monomorphic copies, one per
+/// present/absent pair.
 macro_rules! with_factors {
     ($w:expr, $pw:expr, $r:expr, |$wv:ident, $pv:ident| $body:expr) => {
         match ($w, $pw) {
@@ -94,91 +152,153 @@ macro_rules! with_factors {
     };
 }
 
-/// Losses of a chunk per block of this many elements, summed lane-wise.
-const BLOCK: usize = 256;
+/// Call `$f(loss, da, db, …)` with each optional output (`Option<&mut [_]>`)
+/// replaced by the slice or [`Skip`]: one monomorphic copy per combination.
+macro_rules! with_sinks {
+    ($loss:expr, $da:expr, $db:expr, $f:ident($($arg:expr),*)) => {
+        match ($loss, $da, $db) {
+            (Some(l), Some(a), Some(b)) => $f(l, a, b, $($arg),*),
+            (Some(l), Some(a), None) => $f(l, a, Skip, $($arg),*),
+            (Some(l), None, Some(b)) => $f(l, Skip, b, $($arg),*),
+            (Some(l), None, None) => $f(l, Skip, Skip, $($arg),*),
+            (None, Some(a), Some(b)) => $f(Skip, a, b, $($arg),*),
+            (None, Some(a), None) => $f(Skip, a, Skip, $($arg),*),
+            (None, None, Some(b)) => $f(Skip, Skip, b, $($arg),*),
+            (None, None, None) => {}
+        }
+    };
+}
 
-/// `out_i = w_i·f(a_i, b_i; pw_i)` over a chunk.
+/// One block of elements, one evaluation each: with
+/// `(ℓ, ∂a, ∂b) = item(a_i, b_i, pw_i)`, puts `w_i·ℓ` into `loss` and
+/// `u_i·w_i·∂a`, `u_i·w_i·∂b` into `da` and `db` (each `a.len()` long or
+/// [`Skip`]). A plain map loop: it vectorises once `item` is inlined.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn loss_chunk<T: Float>(
-    f: &impl Fn(T, T, T) -> T,
+fn block<T: Float>(
+    loss: impl Sink<T>,
+    da: impl Sink<T>,
+    db: impl Sink<T>,
+    item: &impl Fn(T, T, T) -> (T, T, T),
     a: &[T],
     b: &[T],
     w: impl Factor<T>,
     pw: impl Factor<T>,
-    out: &mut [impl Store<T>],
+    u: impl Factor<T>,
 ) {
-    let n = out.len();
-    let (a, b, w, pw) = (&a[..n], &b[..n], w.slice(0..n), pw.slice(0..n));
+    let n = a.len();
+    let (b, w, pw, u) = (&b[..n], w.slice(0..n), pw.slice(0..n), u.slice(0..n));
+    let (mut loss, mut da, mut db) = (loss.first(n), da.first(n), db.first(n));
     for i in 0..n {
-        out[i].store(w.at(i) * f(a[i], b[i], pw.at(i)));
+        let (l, x, y) = item(a[i], b[i], pw.at(i));
+        let w = w.at(i);
+        loss.put(i, w * l);
+        let wu = w * u.at(i);
+        da.put(i, wu * x);
+        db.put(i, wu * y);
     }
 }
 
-/// `Σ w_i·f(a_i, b_i; pw_i)` over a chunk, block by block through a stack
-/// buffer (vectorisable loops, no allocation).
+/// Elements per block of [`fused_chunk`]: its losses wait in a stack buffer
+/// of this many values, then are summed lane-wise.
+const BLOCK: usize = 256;
+
+/// One pass over a chunk: `Σ w_i·ℓ_i` when `with_sum` (else 0), and the
+/// gradients `u_i·w_i·∂` into the present outputs (each `a.len()` long),
+/// from one evaluation of `item` per element, block by block while the
+/// block is in cache.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn sum_chunk<T: Float>(
-    f: &impl Fn(T, T, T) -> T,
+fn fused_chunk<T: Float>(
+    item: &impl Fn(T, T, T) -> (T, T, T),
     a: &[T],
     b: &[T],
     w: impl Factor<T>,
     pw: impl Factor<T>,
+    up: Upstream<'_, T>,
+    with_sum: bool,
+    da: Option<&mut [MaybeUninit<T>]>,
+    db: Option<&mut [MaybeUninit<T>]>,
+) -> T {
+    match up {
+        Upstream::Same(u) => fused_chunk_u(item, a, b, w, pw, Same(u), with_sum, da, db),
+        Upstream::Each(g) => fused_chunk_u(item, a, b, w, pw, g, with_sum, da, db),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn fused_chunk_u<T: Float>(
+    item: &impl Fn(T, T, T) -> (T, T, T),
+    a: &[T],
+    b: &[T],
+    w: impl Factor<T>,
+    pw: impl Factor<T>,
+    u: impl Factor<T>,
+    with_sum: bool,
+    mut da: Option<&mut [MaybeUninit<T>]>,
+    mut db: Option<&mut [MaybeUninit<T>]>,
 ) -> T {
     let mut buf = [T::zero(); BLOCK];
     let mut total = T::zero();
     let mut s = 0;
     while s < a.len() {
         let e = (s + BLOCK).min(a.len());
-        let out = &mut buf[..e - s];
-        loss_chunk(f, &a[s..e], &b[s..e], w.slice(s..e), pw.slice(s..e), out);
-        total += simd::sum(out);
+        let r = s..e;
+        let losses = with_sum.then_some(&mut buf[..e - s]);
+        let da = da.as_deref_mut().map(|d| &mut d[r.clone()]);
+        let db = db.as_deref_mut().map(|d| &mut d[r.clone()]);
+        let (ab, bb) = (&a[r.clone()], &b[r.clone()]);
+        let (wb, pb, ub) = (w.slice(r.clone()), pw.slice(r.clone()), u.slice(r));
+        with_sinks!(losses, da, db, block(item, ab, bb, wb, pb, ub));
+        if with_sum {
+            total += simd::sum(&buf[..e - s]);
+        }
         s = e;
     }
     total
 }
 
-/// `ℓᵢ = wᵢ · f(aᵢ, bᵢ; pwᵢ)`, reduced. `loss(a, b, pw)` gives `f`,
-/// `grad(a, b, pw)` its partials `(∂f/∂a, ∂f/∂b)`. `weight` and `pos_weight`
-/// are already broadcast to the input shape (absent means 1). As in
+/// `ℓᵢ = wᵢ · f(aᵢ, bᵢ; pwᵢ)`, reduced. `item(a, b, pw)` gives `f` and its
+/// partials, `(f, ∂f/∂a, ∂f/∂b)`: the loss and the gradients share their
+/// costly parts (an `exp`, a `log`), and a pass that needs only some of the
+/// three gets the others optimised away. `weight` and `pos_weight` are
+/// already broadcast to the input shape (absent means 1). As in
 /// [`crate::common::Elementwise`]: with `sum` or `mean`, forward writes the
 /// gradients in its pass over the data and backward rescales them; else
 /// backward recomputes from the inputs. The passes run in parallel chunks of
 /// vectorised loops.
-pub(super) struct WeightedPointwise<T: Float, L, G> {
+pub(super) struct WeightedPointwise<T: Float, F> {
     pub name: &'static str,
     pub reduction: Reduction,
     pub weight: Option<Tensor<T>>,
     pub pos_weight: Option<Tensor<T>>,
-    pub loss: L,
-    pub grad: G,
+    pub item: F,
     /// Which inputs get their gradient in forward (set by [`Self::apply`]).
     eager: Option<Vec<bool>>,
 }
 
-impl<T, L, G> WeightedPointwise<T, L, G>
+impl<T, F> WeightedPointwise<T, F>
 where
     T: Float,
-    L: Fn(T, T, T) -> T + Send + Sync + 'static,
-    G: Fn(T, T, T) -> (T, T) + Send + Sync + 'static,
+    F: Fn(T, T, T) -> (T, T, T) + Send + Sync + 'static,
 {
-    /// The op. Pass `loss` and `grad` as closures marked `#[inline(always)]`
+    /// The op. Pass `item` as a closure marked `#[inline(always)]`
     /// (`#[inline(always)] |a, b, pw| …`, allowed in argument position) so
-    /// that the vectorised loops inline them, however large they are.
+    /// that the vectorised loops inline it, however large it is.
     pub fn new(
         name: &'static str,
         reduction: Reduction,
         weight: Option<Tensor<T>>,
         pos_weight: Option<Tensor<T>>,
-        loss: L,
-        grad: G,
+        item: F,
     ) -> Self {
         WeightedPointwise {
             name,
             reduction,
             weight,
             pos_weight,
-            loss,
-            grad,
+            item,
             eager: None,
         }
     }
@@ -201,33 +321,13 @@ where
     ) -> (T, Vec<Option<Vec<T>>>) {
         let w = self.weight.as_ref().map(Tensor::as_slice);
         let pw = self.pos_weight.as_ref().map(Tensor::as_slice);
-        let (f, g) = (&self.loss, &self.grad);
+        let item = &self.item;
         let (parts, grads) = fill_two_grads(a.len(), need, |sa, sb| {
             chunked_fill2(a.len(), sa, sb, |r, da, db| {
                 let (a, b, up) = (&a[r.clone()], &b[r.clone()], up.range(r.clone()));
                 with_factors!(w, pw, r, |w, pw| vectorized(
                     #[inline(always)]
-                    || {
-                        let s = if with_sum {
-                            sum_chunk(f, a, b, w, pw)
-                        } else {
-                            T::zero()
-                        };
-                        grad_loop(
-                            #[inline(always)]
-                            |i, x, y| {
-                                let (ga, gb) = g(x, y, pw.at(i));
-                                let w: T = w.at(i);
-                                (w * ga, w * gb)
-                            },
-                            a,
-                            b,
-                            up,
-                            da,
-                            db,
-                        );
-                        s
-                    }
+                    || fused_chunk(item, a, b, w, pw, up, with_sum, da, db)
                 ))
             })
         });
@@ -235,11 +335,10 @@ where
     }
 }
 
-impl<T, L, G> CustomOp<T> for WeightedPointwise<T, L, G>
+impl<T, F> CustomOp<T> for WeightedPointwise<T, F>
 where
     T: Float,
-    L: Fn(T, T, T) -> T + Send + Sync + 'static,
-    G: Fn(T, T, T) -> (T, T) + Send + Sync + 'static,
+    F: Fn(T, T, T) -> (T, T, T) + Send + Sync + 'static,
 {
     type Saved = UnitGrads<T>;
     fn name(&self) -> &str {
@@ -257,7 +356,7 @@ where
         }
         let w = self.weight.as_ref().map(Tensor::as_slice);
         let pw = self.pos_weight.as_ref().map(Tensor::as_slice);
-        let f = &self.loss;
+        let item = &self.item;
         let out = match self.reduction {
             Reduction::None => {
                 let mut out = unfilled(n);
@@ -266,19 +365,20 @@ where
                     let (a, b) = (&a[r.clone()], &b[r.clone()]);
                     with_factors!(w, pw, r, |w, pw| vectorized(
                         #[inline(always)]
-                        || loss_chunk(f, a, b, w, pw, o)
+                        || block(&mut *o, Skip, Skip, item, a, b, w, pw, One)
                     ))
                 });
-                // SAFETY: the chunks cover 0..n and loss_chunk writes each slot.
+                // SAFETY: the chunks cover 0..n and `block` writes each slot.
                 unsafe { filled(&mut out, n) };
                 Tensor::from_vec(out, x[0].shape().clone())?
             }
             r => {
+                let one = Upstream::Same(T::one());
                 let s = chunked_sum(n, |r| {
                     let (a, b) = (&a[r.clone()], &b[r.clone()]);
                     with_factors!(w, pw, r, |w, pw| vectorized(
                         #[inline(always)]
-                        || sum_chunk(f, a, b, w, pw)
+                        || fused_chunk(item, a, b, w, pw, one, true, None, None)
                     ))
                 });
                 reduce(vec![s], Shape::scalar(), r, n)?
