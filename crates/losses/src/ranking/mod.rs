@@ -44,8 +44,8 @@ fn check_labels<T: Float>(op: &str, what: &str, t: &Tensor<T>, set: [f64; 2]) ->
     Ok(())
 }
 
-/// Rows per task of the row-wise kernels (`contrastive`, `triplet`): about
-/// [`CHUNK`] elements, at least one row.
+/// Rows per task of the row-wise kernels (`contrastive`, `triplet`,
+/// `info_nce`): about [`CHUNK`] elements, at least one row.
 fn rows_per_task(d: usize) -> usize {
     (CHUNK / d.max(1)).max(1)
 }
