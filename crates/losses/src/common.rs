@@ -567,37 +567,17 @@ where
         with_sum: bool,
     ) -> (T, Vec<Option<Vec<T>>>) {
         let (loss, grad) = (&self.loss, &self.grad);
-        let (parts, grads) = fill_two_grads(a.len(), need, |sa, sb| {
-            chunked_fill2(a.len(), sa, sb, |r, da, db| {
-                let (a, b, up) = (&a[r.clone()], &b[r.clone()], up.range(r));
-                vectorized(
-                    #[inline(always)]
-                    || {
-                        let s = if with_sum {
-                            simd::sum_map2(
-                                a,
-                                b,
-                                #[inline(always)]
-                                |x, y| (*loss)(x, y),
-                            )
-                        } else {
-                            T::zero()
-                        };
-                        grad_loop(
-                            #[inline(always)]
-                            |_, x, y| (*grad)(x, y),
-                            a,
-                            b,
-                            up,
-                            da,
-                            db,
-                        );
-                        s
-                    },
-                )
-            })
-        });
-        (simd::sum_of(&parts), grads)
+        sum_and_grads(
+            a,
+            b,
+            #[inline(always)]
+            |x, y| (*loss)(x, y),
+            #[inline(always)]
+            |x, y| (*grad)(x, y),
+            up,
+            need,
+            with_sum,
+        )
     }
 }
 
