@@ -46,12 +46,13 @@ impl Default for SigmoidFocalOptions {
     }
 }
 
-/// `(ℓ, ∂ℓ/∂z, ∂ℓ/∂y)` of one item from one [`Logit`] (one `exp`, one
-/// `log1p`) and one `q^γ`, shared by the loss and both partials; `alpha` is
-/// `None` without α weighting. The conditions are selects between computed
-/// values, so the vectorised loops that inline this have no branch.
+/// `(ℓ, ∂ℓ/∂z, ∂ℓ/∂y)` of one item from one [`Logit`] (one `exp`, one `log`,
+/// one division) and one `q^γ` (`pow(q)`), shared by the loss and both
+/// partials; `alpha` is `None` without α weighting. The conditions are
+/// selects between computed values, so the vectorised loops that inline
+/// this have no branch.
 #[inline(always)]
-fn item<T: Float>(z: T, y: T, alpha: Option<T>, gamma: T) -> (T, T, T) {
+fn item<T: Float>(z: T, y: T, alpha: Option<T>, gamma: T, pow: &impl Fn(T) -> T) -> (T, T, T) {
     let (zero, one) = (T::zero(), T::one());
     let lg = Logit::new(z);
     let ny = one - y;
@@ -63,7 +64,7 @@ fn item<T: Float>(z: T, y: T, alpha: Option<T>, gamma: T) -> (T, T, T) {
         Some(a) => (a * y + (one - a) * ny, a + a - one),
         None => (one, zero),
     };
-    let qg = q.fast_powf(gamma);
+    let qg = pow(q);
     // γ·q^(γ−1)·(∂q/∂z)·c and γ·q^(γ−1)·(∂q/∂y)·c, through bounded ratios;
     // 0 when γ = 0 or q underflowed to 0 (the limit there)
     let k = gamma * qg;
@@ -118,14 +119,50 @@ pub fn sigmoid_focal<T: Float>(
     validate(logits, target, opts)?;
     let gamma = T::of(opts.gamma);
     let alpha = (opts.alpha >= 0.0).then(|| T::of(opts.alpha));
-    // no weight and no pos_weight: the family's fused op with w = pw = 1
+    // q² for the default γ = 2 (one multiply instead of the exp and log of a
+    // general power, which would double the op's cost); its own copy of the
+    // loops, so that neither copy carries the other's work
+    let r = opts.reduction;
+    if opts.gamma == 2.0 {
+        fused(
+            logits,
+            target,
+            r,
+            alpha,
+            gamma,
+            #[inline(always)]
+            |q| q * q,
+        )
+    } else {
+        fused(
+            logits,
+            target,
+            r,
+            alpha,
+            gamma,
+            #[inline(always)]
+            move |q| q.fast_powf(gamma),
+        )
+    }
+}
+
+/// Record the fused op with `pow(q) = q^γ`: the family's fused op with no
+/// weight and no pos_weight (`w = pw = 1`).
+fn fused<T: Float>(
+    logits: &Var<T>,
+    target: &Var<T>,
+    reduction: Reduction,
+    alpha: Option<T>,
+    gamma: T,
+    pow: impl Fn(T) -> T + Send + Sync + 'static,
+) -> Result<Var<T>> {
     WeightedPointwise::new(
         "sigmoid_focal",
-        opts.reduction,
+        reduction,
         None,
         None,
         #[inline(always)]
-        move |z: T, y: T, _| item(z, y, alpha, gamma),
+        move |z: T, y: T, _| item(z, y, alpha, gamma, &pow),
     )
     .apply(logits, target)
 }
