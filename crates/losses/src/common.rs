@@ -495,17 +495,12 @@ where
         }
         let out = match self.reduction {
             Reduction::None => {
-                let mut out = unfilled(n);
-                chunked_fill(slots(&mut out, n), |s, o| {
-                    let r = s..s + o.len();
-                    let (a, b) = (&a[r.clone()], &b[r]);
-                    vectorized(
-                        #[inline(always)]
-                        || loss_loop(loss, a, b, o),
-                    )
-                });
-                // SAFETY: the chunks cover 0..n and loss_loop writes each slot.
-                unsafe { filled(&mut out, n) };
+                let out = map_items(
+                    a,
+                    b,
+                    #[inline(always)]
+                    |x, y| (*loss)(x, y),
+                );
                 Tensor::from_vec(out, x[0].shape().clone())?
             }
             r => {
