@@ -34,6 +34,10 @@ use std::mem::MaybeUninit;
 /// emits full-width vectors, and the reductions ran about 3× faster.
 const L: usize = 64;
 
+/// Width of the padded vectors that finish a row kernel's last `< L`
+/// elements: one AVX-512 `f32` vector (`L` is a multiple of it).
+const W: usize = 16;
+
 /// Run `f` compiled for the widest instruction set this CPU supports.
 ///
 /// Mark the closure `#[inline(always)]` (`vectorized(#[inline(always)] || …)`)
@@ -236,8 +240,17 @@ pub fn max<T: Float>(x: &[T]) -> T {
     let rest = chunks.remainder();
     for c in chunks {
         for j in 0..L {
-            acc[j] = if c[j] > acc[j] { c[j] } else { acc[j] };
+            acc[j] = acc[j].max(c[j]);
             nan[j] |= c[j].is_nan();
+        }
+    }
+    // the rest in padded vectors of W (−∞ is neutral for the max)
+    for r in rest.chunks(W) {
+        let mut v = [T::neg_infinity(); W];
+        v[..r.len()].copy_from_slice(r);
+        for j in 0..W {
+            acc[j] = if v[j] > acc[j] { v[j] } else { acc[j] };
+            nan[j] |= v[j].is_nan();
         }
     }
     let mut m = T::neg_infinity();
@@ -245,10 +258,6 @@ pub fn max<T: Float>(x: &[T]) -> T {
     for j in 0..L {
         m = if acc[j] > m { acc[j] } else { m };
         any_nan |= nan[j];
-    }
-    for &v in rest {
-        m = if v > m { v } else { m };
-        any_nan |= v.is_nan();
     }
     if any_nan {
         T::nan()
@@ -457,14 +466,24 @@ fn exp_shift_sum_k<T: Float, const FMA: bool>(
             acc[j] += e;
         }
     }
-    let mut s = fold_lanes(acc);
+    // the rest in padded vectors of W: one vector exp each instead of up
+    // to L − 1 scalar ones (a row of 1000 would spend as long on its last
+    // 40 elements as on the first 960); padded lanes are not summed
     let n = x.len() - rx.len();
-    for (o, &v) in out[n..].iter_mut().zip(rx) {
-        let e = (v - m).exp_nonpos::<FMA>();
-        o.store(e);
-        s += e;
+    for (k, (x, o)) in rx.chunks(W).zip(out[n..].chunks_mut(W)).enumerate() {
+        let mut v = [m; W];
+        v[..x.len()].copy_from_slice(x);
+        let mut e = [T::zero(); W];
+        let acc = &mut acc[k * W..(k + 1) * W];
+        for j in 0..W {
+            e[j] = (v[j] - m).exp_nonpos::<FMA>();
+            acc[j] += if j < x.len() { e[j] } else { T::zero() };
+        }
+        for (o, &e) in o.iter_mut().zip(&e) {
+            o.store(e);
+        }
     }
-    s
+    fold_lanes(acc)
 }
 
 /// Hint that the cache line holding `v` will be read soon (no effect on
@@ -695,5 +714,38 @@ mod tests {
         assert!(max_of(&x).is_nan());
         x[33] = f32::INFINITY;
         assert_eq!(max_of(&x), f32::INFINITY);
+        // a NaN in the L-wide body and in the padded tail of a longer row
+        for at in [10, 130] {
+            let mut x = vec![-3.0f32; 150];
+            x[at] = f32::NAN;
+            assert!(max_of(&x).is_nan());
+        }
+    }
+
+    #[test]
+    fn f32_row_kernels_fill_every_slot_and_sum_only_real_lanes() {
+        // lengths around the L-wide body and the W-wide padded tail
+        for n in [1usize, 15, 16, 17, 63, 64, 65, 100, 1000] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32) * 0.25 - 12.0)
+                .collect();
+            let m = max_of(&x);
+            assert_eq!(m, x.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+            let mut out = vec![f32::NAN; n];
+            let s = vectorized(|| exp_shift_sum(&x, m, &mut out[..]));
+            let mut want_sum = 0.0f64;
+            for (&o, &v) in out.iter().zip(&x) {
+                let want = ((v - m) as f64).exp();
+                want_sum += want;
+                assert!(
+                    (o as f64 - want).abs() <= 4e-7 * want,
+                    "n {n}: {o} vs {want}"
+                );
+            }
+            assert!(
+                (s as f64 - want_sum).abs() <= 1e-6 * want_sum,
+                "n {n}: {s} vs {want_sum}"
+            );
+        }
     }
 }
