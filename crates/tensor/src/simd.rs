@@ -234,6 +234,15 @@ pub fn tanh_f32(x: f32) -> f32 {
 /// The largest element, NaN if any element is NaN; `−∞` for an empty slice.
 #[inline(always)]
 pub fn max<T: Float>(x: &[T]) -> T {
+    if x.len() < W {
+        // a short row: a plain loop beats setting up and folding L lanes
+        let (mut m, mut nan) = (T::neg_infinity(), false);
+        for &v in x {
+            m = m.max(v);
+            nan |= v.is_nan();
+        }
+        return if nan { T::nan() } else { m };
+    }
     let mut acc = [T::neg_infinity(); L];
     let mut nan = [false; L];
     let chunks = x.chunks_exact(L);
@@ -249,20 +258,24 @@ pub fn max<T: Float>(x: &[T]) -> T {
         let mut v = [T::neg_infinity(); W];
         v[..r.len()].copy_from_slice(r);
         for j in 0..W {
-            acc[j] = if v[j] > acc[j] { v[j] } else { acc[j] };
+            acc[j] = acc[j].max(v[j]);
             nan[j] |= v[j].is_nan();
         }
     }
-    let mut m = T::neg_infinity();
-    let mut any_nan = false;
-    for j in 0..L {
-        m = if acc[j] > m { acc[j] } else { m };
-        any_nan |= nan[j];
+    // fold the lanes pairwise (vector steps, not L scalar ones); the lanes
+    // hold no NaN (maxnum skips it), so the order does not matter
+    let mut w = L / 2;
+    while w > 0 {
+        for j in 0..w {
+            acc[j] = acc[j].max(acc[j + w]);
+            nan[j] |= nan[j + w];
+        }
+        w /= 2;
     }
-    if any_nan {
+    if nan[0] {
         T::nan()
     } else {
-        m
+        acc[0]
     }
 }
 
@@ -331,6 +344,10 @@ fn fold_lanes<T: Float>(mut acc: [T; L]) -> T {
 /// `Σ x_i` (`L` accumulators).
 #[inline(always)]
 pub fn sum<T: Float>(x: &[T]) -> T {
+    if x.len() < L {
+        // no whole chunk: the same sum as below without folding L zeros
+        return x.iter().fold(T::zero(), |s, &v| s + v);
+    }
     let mut acc = [T::zero(); L];
     let rest = add_lanes(&mut acc, x);
     let mut s = fold_lanes(acc);
@@ -715,6 +732,7 @@ mod tests {
         x[33] = f32::INFINITY;
         assert_eq!(max_of(&x), f32::INFINITY);
         // a NaN in the L-wide body and in the padded tail of a longer row
+        assert!(max_of(&[1.0f32, f32::NAN, 2.0]).is_nan()); // the short-row loop
         for at in [10, 130] {
             let mut x = vec![-3.0f32; 150];
             x[at] = f32::NAN;
