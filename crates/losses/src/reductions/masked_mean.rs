@@ -18,11 +18,11 @@
 //! `∂/∂mᵢ = (ℓᵢ − μ) / D`.
 
 use crate::common::{
-    check_option, check_unit_interval, fill_two_grads, row_fill2, row_sums, same_shape,
+    check_option, check_unit_interval, fill_two_grads, first_where, row_fill2, row_sums, same_shape,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Tape, Var};
 use lossgraph_tensor::simd::{self, vectorized};
-use lossgraph_tensor::{Float, Shape, Tensor};
+use lossgraph_tensor::{Error, Float, Shape, Tensor};
 use std::mem::MaybeUninit;
 
 /// Options of [`masked_mean`].
@@ -70,15 +70,75 @@ pub fn masked_mean<T: Float>(
     mask: &Var<T>,
     opts: &MaskedMeanOptions,
 ) -> Result<Var<T>> {
-    validate(values, mask, opts)?;
-    RatioMean::new("masked_mean", opts.eps, opts.per_row, &values.shape()).apply(values, mask)
+    check_shape_and_eps(values, mask, opts)?;
+    // the mask's values are checked by the op's forward, in its one pass
+    let rule = WeightRule::UnitInterval;
+    RatioMean::new("masked_mean", opts.eps, opts.per_row, rule, &values.shape()).apply(values, mask)
 }
 
-fn validate<T: Float>(values: &Var<T>, mask: &Var<T>, opts: &MaskedMeanOptions) -> Result<()> {
+fn check_shape_and_eps<T: Float>(
+    values: &Var<T>,
+    mask: &Var<T>,
+    opts: &MaskedMeanOptions,
+) -> Result<()> {
     let op = "masked_mean";
     check_eps(op, opts.eps)?;
-    same_shape(op, &values.shape(), &mask.shape(), "values and mask")?;
-    check_unit_interval(op, "mask", &mask.value())
+    same_shape(op, &values.shape(), &mask.shape(), "values and mask")
+}
+
+/// Every check of [`masked_mean`] (the naive twin runs them all up front).
+fn validate<T: Float>(values: &Var<T>, mask: &Var<T>, opts: &MaskedMeanOptions) -> Result<()> {
+    check_shape_and_eps(values, mask, opts)?;
+    WeightRule::UnitInterval.check("masked_mean", &mask.value())
+}
+
+/// What each mask value or weight must satisfy. The fused op counts the
+/// violations in the same pass as its sums (a branch-free count, so the
+/// data is read once), and fails its forward, before anything is recorded,
+/// with the error of [`Self::check`] for the first bad value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WeightRule {
+    /// A mask: every value in `[0, 1]` (NaN passes).
+    UnitInterval,
+    /// Weights: no negative value (NaN passes).
+    NonNegative,
+}
+
+impl WeightRule {
+    /// `InvalidValue` naming the first value of `w` that breaks the rule.
+    pub(super) fn check<T: Float>(self, op: &str, w: &Tensor<T>) -> Result<()> {
+        match self {
+            WeightRule::UnitInterval => check_unit_interval(op, "mask", w),
+            WeightRule::NonNegative => {
+                let x = w.as_slice();
+                match first_where(x, |v| v < T::zero()) {
+                    Some(i) => {
+                        let v = x[i];
+                        Err(Error::value(op, format!("weights[{i}] = {v} is negative")).into())
+                    }
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+    /// How many values of `w` break the rule (vectorisable: call inside
+    /// [`vectorized`]).
+    #[inline(always)]
+    fn count_bad<T: Float>(self, w: &[T]) -> T {
+        let flag = |bad: bool| if bad { T::one() } else { T::zero() };
+        match self {
+            WeightRule::UnitInterval => simd::sum_map(
+                w,
+                #[inline(always)]
+                |m| flag(m < T::zero() || m > T::one()),
+            ),
+            WeightRule::NonNegative => simd::sum_map(
+                w,
+                #[inline(always)]
+                |m| flag(m < T::zero()),
+            ),
+        }
+    }
 }
 
 /// `InvalidOption` unless `eps` is finite and ≥ 0.
@@ -92,6 +152,7 @@ pub(super) fn check_eps(op: &str, eps: f64) -> Result<()> {
 pub(super) struct RatioMean {
     name: &'static str,
     eps: f64,
+    rule: WeightRule,
     rows: usize,
     c: usize,
 }
@@ -105,13 +166,26 @@ pub(super) struct Saved<T> {
 
 impl RatioMean {
     /// The op for inputs of `shape`.
-    pub(super) fn new(name: &'static str, eps: f64, per_row: bool, shape: &Shape) -> Self {
+    pub(super) fn new(
+        name: &'static str,
+        eps: f64,
+        per_row: bool,
+        rule: WeightRule,
+        shape: &Shape,
+    ) -> Self {
         let n = shape.numel();
         let c = if per_row { shape.last_dim() } else { n };
         let rows = n.checked_div(c).unwrap_or(0);
-        RatioMean { name, eps, rows, c }
+        RatioMean {
+            name,
+            eps,
+            rule,
+            rows,
+            c,
+        }
     }
-    /// Record on the values' tape (inputs already validated).
+    /// Record on the values' tape (shapes and `eps` already checked; forward
+    /// checks the weights).
     pub(super) fn apply<T: Float>(self, values: &Var<T>, weights: &Var<T>) -> Result<Var<T>> {
         let tape: Tape<T> = values.tape().clone();
         tape.apply(self, &[values, weights])
@@ -125,12 +199,14 @@ impl<T: Float> CustomOp<T> for RatioMean {
     }
     /// One pass over the inputs: per row, `Σ wℓ` and `Σ w` (a long row, such
     /// as the whole input without `per_row`, in fixed chunks over rayon),
-    /// vectorised. A weight of 0 contributes 0 to the numerator through a
-    /// select on the computed product, not a branch, so an `∞`/NaN value
-    /// under it is dropped as before, and the loop still vectorises.
+    /// vectorised, and the count of weights that break the op's rule (an
+    /// error then, before anything is recorded). A weight of 0 contributes 0
+    /// to the numerator through a select on the computed product, not a
+    /// branch, so an `∞`/NaN value under it is dropped as before, and the
+    /// loop still vectorises.
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Saved<T>)> {
         let (v, w) = (x[0].as_slice(), x[1].as_slice());
-        let eps = T::of(self.eps);
+        let (eps, rule) = (T::of(self.eps), self.rule);
         let sums = row_sums(self.rows, self.c, |r| {
             let (v, w) = (&v[r.clone()], &w[r]);
             vectorized(
@@ -142,16 +218,19 @@ impl<T: Float> CustomOp<T> for RatioMean {
                         #[inline(always)]
                         |l, m| if m != T::zero() { m * l } else { T::zero() },
                     );
-                    [num, simd::sum(w)]
+                    [num, simd::sum(w), rule.count_bad(w)]
                 },
             )
         });
+        if sums.iter().any(|&[_, _, bad]| bad > T::zero()) {
+            self.rule.check(self.name, x[1])?;
+        }
         let mut saved = Saved {
             rows: Vec::with_capacity(self.rows),
             kept: 0,
         };
         let mut total = T::zero();
-        for [num, den] in sums {
+        for [num, den, _] in sums {
             if den == T::zero() {
                 saved.rows.push(None);
             } else {
@@ -443,6 +522,25 @@ mod tests {
                     |x| masked_mean(&x[0], &x[1], &o),
                     |x| masked_mean_naive(&x[0], &x[1], &o),
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_mask_error_names_the_first_bad_value() {
+        // the fused op checks the mask in its forward pass: the same error as
+        // the twin's up-front check, and nothing recorded by either
+        let tape = Tape::<f64>::new();
+        let v = tape.leaf(Tensor::zeros([2, 3]));
+        let m = tape.leaf(Tensor::from_vec(vec![1.0, 0.0, 1.5, -1.0, 1.0, 0.0], [2, 3]).unwrap());
+        for per_row in [false, true] {
+            let o = MaskedMeanOptions { eps: 0.0, per_row };
+            for f in [masked_mean::<f64>, masked_mean_naive::<f64>] {
+                let before = tape.len();
+                let e = f(&v, &m, &o).err().unwrap();
+                assert_eq!(e.kind(), ErrorKind::InvalidValue);
+                assert!(e.to_string().contains("mask[2] = 1.5"), "{e}");
+                assert_eq!(tape.len(), before);
             }
         }
     }

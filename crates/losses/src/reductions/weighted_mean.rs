@@ -10,10 +10,10 @@
 //! Gradients, with `D = Σ w + ε` and `μ` the weighted mean:
 //! `∂/∂ℓᵢ = wᵢ / D`, `∂/∂wᵢ = (ℓᵢ − μ) / D`.
 
-use super::masked_mean::{check_eps, ratio_naive, RatioMean};
-use crate::common::{first_where, same_shape};
+use super::masked_mean::{check_eps, ratio_naive, RatioMean, WeightRule};
+use crate::common::same_shape;
 use lossgraph_autodiff::{Result, Var};
-use lossgraph_tensor::{Error, Float};
+use lossgraph_tensor::Float;
 
 /// Options of [`weighted_mean`].
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -54,22 +54,26 @@ pub fn weighted_mean<T: Float>(
     weights: &Var<T>,
     opts: &WeightedMeanOptions,
 ) -> Result<Var<T>> {
-    validate(values, weights, opts)?;
-    RatioMean::new("weighted_mean", opts.eps, false, &values.shape()).apply(values, weights)
+    check_shape_and_eps(values, weights, opts)?;
+    // the weights are checked by the op's forward, in its one pass
+    let rule = WeightRule::NonNegative;
+    RatioMean::new("weighted_mean", opts.eps, false, rule, &values.shape()).apply(values, weights)
 }
 
-fn validate<T: Float>(values: &Var<T>, weights: &Var<T>, opts: &WeightedMeanOptions) -> Result<()> {
+fn check_shape_and_eps<T: Float>(
+    values: &Var<T>,
+    weights: &Var<T>,
+    opts: &WeightedMeanOptions,
+) -> Result<()> {
     let op = "weighted_mean";
     check_eps(op, opts.eps)?;
-    same_shape(op, &values.shape(), &weights.shape(), "values and weights")?;
-    let w = weights.value();
-    let w = w.as_slice();
-    // a vectorised count first, a search only on failure (NaN passes)
-    if let Some(i) = first_where(w, |v| v < T::zero()) {
-        let v = w[i];
-        return Err(Error::value(op, format!("weights[{i}] = {v} is negative")).into());
-    }
-    Ok(())
+    same_shape(op, &values.shape(), &weights.shape(), "values and weights")
+}
+
+/// Every check of [`weighted_mean`] (the naive twin runs them all up front).
+fn validate<T: Float>(values: &Var<T>, weights: &Var<T>, opts: &WeightedMeanOptions) -> Result<()> {
+    check_shape_and_eps(values, weights, opts)?;
+    WeightRule::NonNegative.check("weighted_mean", &weights.value())
 }
 
 /// The naive twin of [`weighted_mean`]: `sum(w·ℓ) / (sum(w) + eps)` with
