@@ -359,6 +359,30 @@ pub(crate) fn fill_two_grads<T, R>(
     (r, vec![da, db])
 }
 
+/// Gradients computed as flat buffers, as tensors of the inputs' shared
+/// `shape` (`None` stays `None`: an input that needs no gradient). The
+/// common tail of the fused ops' backward.
+pub(crate) fn grads_as_tensors<T: Float>(
+    grads: Vec<Option<Vec<T>>>,
+    shape: &Shape,
+) -> Result<Vec<Option<Tensor<T>>>> {
+    let shapes = vec![shape; grads.len()];
+    grads_as_tensors_of(grads, &shapes)
+}
+
+/// [`grads_as_tensors`] for inputs of different shapes, one per gradient.
+pub(crate) fn grads_as_tensors_of<T: Float>(
+    grads: Vec<Option<Vec<T>>>,
+    shapes: &[&Shape],
+) -> Result<Vec<Option<Tensor<T>>>> {
+    grads
+        .into_iter()
+        .zip(shapes)
+        .map(|(g, &shape)| g.map(|g| Tensor::from_vec(g, shape.clone())).transpose())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(Into::into)
+}
+
 /// Which inputs get their gradient already in forward: with a `sum` or
 /// `mean` reduction every item's upstream gradient is the same number, and
 /// the gradients are linear in it, so forward can compute them for an
@@ -533,12 +557,7 @@ where
                 self.sum_and_grads(a, b, up, cx.needs_grad, false).1
             }
         };
-        let shape = cx.inputs[0].shape();
-        grads
-            .into_iter()
-            .map(|g| g.map(|g| Tensor::from_vec(g, shape.clone())).transpose())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(Into::into)
+        grads_as_tensors(grads, cx.inputs[0].shape())
     }
 }
 

@@ -12,8 +12,8 @@
 //! Gradients: `∂ℓ/∂μ = μ`, `∂ℓ/∂logvar = ½ (e^logvar − 1)`.
 
 use crate::common::{
-    eager_inputs, fill_two_grads, no_batchmean, reduce, row_fill2, row_sums, same_shape,
-    sum_and_grads, Reduction, UnitGrads, Upstream,
+    eager_inputs, fill_two_grads, grads_as_tensors, no_batchmean, reduce, row_fill2, row_sums,
+    same_shape, sum_and_grads, Reduction, UnitGrads, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized};
@@ -188,12 +188,7 @@ impl<T: Float> CustomOp<T> for GaussianKl {
                 up => sum_and_grads(mu, lv, item, item_grad, up, cx.needs_grad, false).1,
             },
         };
-        let shape = cx.inputs[0].shape();
-        grads
-            .into_iter()
-            .map(|g| g.map(|g| Tensor::from_vec(g, shape.clone())).transpose())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(Into::into)
+        grads_as_tensors(grads, cx.inputs[0].shape())
     }
 }
 

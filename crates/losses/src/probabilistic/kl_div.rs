@@ -18,7 +18,8 @@
 //! not the KL of a batch; `"batchmean"` (sum / size of axis 0) is.
 
 use crate::common::{
-    eager_inputs, map_items, reduce, same_shape, sum_and_grads, Reduction, UnitGrads, Upstream,
+    eager_inputs, grads_as_tensors, map_items, reduce, same_shape, sum_and_grads, Reduction,
+    UnitGrads, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::{Float, Shape, Tensor};
@@ -197,12 +198,7 @@ impl<T: Float> CustomOp<T> for KlDiv {
                 self.pass(a, b, up, cx.needs_grad, false).1
             }
         };
-        let shape = cx.inputs[0].shape();
-        grads
-            .into_iter()
-            .map(|g| g.map(|g| Tensor::from_vec(g, shape.clone())).transpose())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(Into::into)
+        grads_as_tensors(grads, cx.inputs[0].shape())
     }
 }
 

@@ -18,8 +18,8 @@
 //! rescales them).
 
 use crate::common::{
-    check_option, eager_inputs, fill_two_grads, no_batchmean, reduce, rows_map2, same_shape,
-    Reduction, UnitGrads, Upstream,
+    check_option, eager_inputs, fill_two_grads, grads_as_tensors, no_batchmean, reduce, rows_map2,
+    same_shape, Reduction, UnitGrads, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized};
@@ -296,12 +296,7 @@ impl<T: Float> CustomOp<T> for KlLogits {
                 self.pass(s, t, Some(&cx.saved.rows), up, cx.needs_grad).1
             }
         };
-        let shape = cx.inputs[0].shape();
-        grads
-            .into_iter()
-            .map(|g| g.map(|g| Tensor::from_vec(g, shape.clone())).transpose())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(Into::into)
+        grads_as_tensors(grads, cx.inputs[0].shape())
     }
 }
 

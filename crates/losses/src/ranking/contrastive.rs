@@ -10,8 +10,8 @@
 
 use super::for_row_blocks;
 use crate::common::{
-    check_option, eager_inputs, filled, no_batchmean, reduce, reduce_naive, slots, unfilled,
-    Reduction, UnitGrads, Upstream,
+    check_option, eager_inputs, filled, grads_as_tensors_of, no_batchmean, reduce, reduce_naive,
+    slots, unfilled, Reduction, UnitGrads, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized};
@@ -222,12 +222,7 @@ impl<T: Float> CustomOp<T> for Contrastive<T> {
                 self.pass([&x[0], &x[1], &x[2]], up, cx.needs_grad).1
             }
         };
-        grads
-            .into_iter()
-            .zip([x[0].shape(), x[1].shape(), x[2].shape()])
-            .map(|(g, shape)| g.map(|g| Tensor::from_vec(g, shape.clone())).transpose())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(Into::into)
+        grads_as_tensors_of(grads, &[x[0].shape(), x[1].shape(), x[2].shape()])
     }
 }
 

@@ -20,8 +20,8 @@
 //! the end of this file).
 
 use crate::common::{
-    eager_inputs, filled, no_batchmean, reduce, same_shape, slots, unfilled, Reduction, UnitGrads,
-    Upstream, CHUNK,
+    eager_inputs, filled, grads_as_tensors, no_batchmean, reduce, same_shape, slots, unfilled,
+    Reduction, UnitGrads, Upstream, CHUNK,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::parallel::PAR_THRESHOLD;
@@ -285,12 +285,7 @@ where
                 self.sum_and_grads(xs, up, cx.needs_grad, false).1
             }
         };
-        let shape = cx.inputs[0].shape();
-        grads
-            .into_iter()
-            .map(|g| g.map(|g| Tensor::from_vec(g, shape.clone())).transpose())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(Into::into)
+        grads_as_tensors(grads, cx.inputs[0].shape())
     }
 }
 

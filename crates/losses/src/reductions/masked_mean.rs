@@ -18,7 +18,8 @@
 //! `∂/∂mᵢ = (ℓᵢ − μ) / D`.
 
 use crate::common::{
-    check_option, check_unit_interval, fill_two_grads, first_where, row_fill2, row_sums, same_shape,
+    check_option, check_unit_interval, fill_two_grads, first_where, grads_as_tensors, row_fill2,
+    row_sums, same_shape,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Tape, Var};
 use lossgraph_tensor::simd::{self, vectorized};
@@ -302,12 +303,7 @@ impl<T: Float> CustomOp<T> for RatioMean {
                 )
             })
         });
-        let shape = cx.inputs[0].shape();
-        grads
-            .into_iter()
-            .map(|g| g.map(|g| Tensor::from_vec(g, shape.clone())).transpose())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(Into::into)
+        grads_as_tensors(grads, cx.inputs[0].shape())
     }
 }
 

@@ -14,8 +14,8 @@
 
 use crate::common::{
     check_option, chunked_fill, chunked_fill2, eager_inputs, fill_two_grads, filled, first_where,
-    no_batchmean, reduce, reduce_naive, same_shape, slots, unfilled, Reduction, UnitGrads,
-    Upstream,
+    grads_as_tensors, no_batchmean, reduce, reduce_naive, same_shape, slots, unfilled, Reduction,
+    UnitGrads, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized};
@@ -297,12 +297,7 @@ impl<T: Float> CustomOp<T> for GaussianNll<T> {
                 self.sum_and_grads(x3, up, cx.needs_grad, false).1
             }
         };
-        let shape = cx.inputs[0].shape();
-        grads
-            .into_iter()
-            .map(|g| g.map(|g| Tensor::from_vec(g, shape.clone())).transpose())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(Into::into)
+        grads_as_tensors(grads, cx.inputs[0].shape())
     }
 }
 

@@ -5,8 +5,8 @@
 //! one evaluation per element.
 
 use crate::common::{
-    chunked_fill, chunked_fill2, chunked_sum, eager_inputs, fill_two_grads, filled, reduce, slots,
-    unfilled, Reduction, UnitGrads, Upstream,
+    chunked_fill, chunked_fill2, chunked_sum, eager_inputs, fill_two_grads, filled,
+    grads_as_tensors, reduce, slots, unfilled, Reduction, UnitGrads, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized, Store};
@@ -395,10 +395,6 @@ where
                 self.sum_and_grads(a, b, up, cx.needs_grad, false).1
             }
         };
-        let mut grads = grads.into_iter();
-        let (da, db) = (grads.next().flatten(), grads.next().flatten());
-        let shape = cx.inputs[0].shape();
-        let wrap = |d: Option<Vec<T>>| d.map(|d| Tensor::from_vec(d, shape.clone())).transpose();
-        Ok(vec![wrap(da)?, wrap(db)?])
+        grads_as_tensors(grads, cx.inputs[0].shape())
     }
 }
