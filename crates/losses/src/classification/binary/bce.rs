@@ -89,7 +89,8 @@ fn item<T: Float>(p: T, y: T, _: T) -> (T, T, T) {
 /// not broadcast to it; `InvalidValue` when a probability or target is outside
 /// `[0, 1]`; `InvalidOption` for the `batchmean` reduction.
 pub fn bce<T: Float>(probs: &Var<T>, target: &Var<T>, opts: &BceOptions<T>) -> Result<Var<T>> {
-    let weight = validate(probs, target, opts)?;
+    let weight = check_shapes(probs, target, opts)?;
+    // the values of probs and target are checked in the op's forward pass
     let op = WeightedPointwise::new(
         "bce",
         opts.reduction,
@@ -97,12 +98,13 @@ pub fn bce<T: Float>(probs: &Var<T>, target: &Var<T>, opts: &BceOptions<T>) -> R
         None,
         #[inline(always)]
         |p, y, pw| item(p, y, pw),
-    );
+    )
+    .in_unit_interval([Some("probs"), Some("target")]);
     op.apply(probs, target)
 }
 
 /// Checks shared by [`bce`] and its twin; returns the weight at the input's shape.
-fn validate<T: Float>(
+fn check_shapes<T: Float>(
     probs: &Var<T>,
     target: &Var<T>,
     opts: &BceOptions<T>,
@@ -110,7 +112,17 @@ fn validate<T: Float>(
     no_batchmean("bce", opts.reduction)?;
     let shape = probs.shape();
     same_shape("bce", &shape, &target.shape(), "probs and target")?;
-    let weight = broadcast_option("bce", "weight", opts.weight.as_ref(), &shape)?;
+    broadcast_option("bce", "weight", opts.weight.as_ref(), &shape)
+}
+
+/// Every check of [`bce`], values included (the naive twin runs them up
+/// front); returns `weight` at the input's shape.
+fn validate<T: Float>(
+    probs: &Var<T>,
+    target: &Var<T>,
+    opts: &BceOptions<T>,
+) -> Result<Option<Tensor<T>>> {
+    let weight = check_shapes(probs, target, opts)?;
     check_unit_interval("bce", "probs", &probs.value())?;
     check_unit_interval("bce", "target", &target.value())?;
     Ok(weight)

@@ -126,7 +126,8 @@ pub fn bce_with_logits<T: Float>(
     target: &Var<T>,
     opts: &BceWithLogitsOptions<T>,
 ) -> Result<Var<T>> {
-    let (weight, pos_weight) = validate(logits, target, opts)?;
+    let (weight, pos_weight) = check_shapes(logits, target, opts)?;
+    // the targets' values are checked in the op's forward pass
     let op = WeightedPointwise::new(
         "bce_with_logits",
         opts.reduction,
@@ -134,16 +135,17 @@ pub fn bce_with_logits<T: Float>(
         pos_weight,
         #[inline(always)]
         |z, y, pw| item(z, y, pw),
-    );
+    )
+    .in_unit_interval([None, Some("target")]);
     op.apply(logits, target)
 }
 
 /// The option tensors broadcast to a checked input shape.
 type Broadcast<T> = (Option<Tensor<T>>, Option<Tensor<T>>);
 
-/// Checks shared by [`bce_with_logits`] and its twin; returns `weight` and
-/// `pos_weight` at the input's shape.
-fn validate<T: Float>(
+/// The checks of [`bce_with_logits`] but the targets' values; returns
+/// `weight` and `pos_weight` at the input's shape.
+fn check_shapes<T: Float>(
     logits: &Var<T>,
     target: &Var<T>,
     opts: &BceWithLogitsOptions<T>,
@@ -154,8 +156,18 @@ fn validate<T: Float>(
     same_shape(OP, &shape, &target.shape(), "logits and target")?;
     let weight = broadcast_option(OP, "weight", opts.weight.as_ref(), &shape)?;
     let pos_weight = broadcast_option(OP, "pos_weight", opts.pos_weight.as_ref(), &shape)?;
-    check_unit_interval(OP, "target", &target.value())?;
     Ok((weight, pos_weight))
+}
+
+/// Every check of [`bce_with_logits`] (the naive twin runs them up front).
+fn validate<T: Float>(
+    logits: &Var<T>,
+    target: &Var<T>,
+    opts: &BceWithLogitsOptions<T>,
+) -> Result<Broadcast<T>> {
+    let broadcast = check_shapes(logits, target, opts)?;
+    check_unit_interval("bce_with_logits", "target", &target.value())?;
+    Ok(broadcast)
 }
 
 /// The naive twin of [`bce_with_logits`], the textbook way: `p = σ(z)`, then

@@ -116,7 +116,7 @@ pub fn sigmoid_focal<T: Float>(
     target: &Var<T>,
     opts: &SigmoidFocalOptions,
 ) -> Result<Var<T>> {
-    validate(logits, target, opts)?;
+    check_shapes(logits, target, opts)?;
     let gamma = T::of(opts.gamma);
     let alpha = (opts.alpha >= 0.0).then(|| T::of(opts.alpha));
     // q² for the default γ = 2 (one multiply instead of the exp and log of a
@@ -164,19 +164,31 @@ fn fused<T: Float>(
         #[inline(always)]
         move |z: T, y: T, _| item(z, y, alpha, gamma, &pow),
     )
+    // the targets' values are checked in the op's forward pass
+    .in_unit_interval([None, Some("target")])
     .apply(logits, target)
 }
 
 /// Checks shared by [`sigmoid_focal`] and its twin.
+/// Every check of [`sigmoid_focal`] (the naive twin runs them up front).
 fn validate<T: Float>(logits: &Var<T>, target: &Var<T>, opts: &SigmoidFocalOptions) -> Result<()> {
+    check_shapes(logits, target, opts)?;
+    check_unit_interval("sigmoid_focal", "target", &target.value())
+}
+
+/// The checks of [`sigmoid_focal`] but the targets' values.
+fn check_shapes<T: Float>(
+    logits: &Var<T>,
+    target: &Var<T>,
+    opts: &SigmoidFocalOptions,
+) -> Result<()> {
     const OP: &str = "sigmoid_focal";
     no_batchmean(OP, opts.reduction)?;
     let g = opts.gamma;
     check_option(OP, "gamma", g, g >= 0.0 && g.is_finite(), "[0, ∞)")?;
     let a = opts.alpha;
     check_option(OP, "alpha", a, a.is_finite(), "finite numbers")?;
-    same_shape(OP, &logits.shape(), &target.shape(), "logits and target")?;
-    check_unit_interval(OP, "target", &target.value())
+    same_shape(OP, &logits.shape(), &target.shape(), "logits and target")
 }
 
 /// The naive twin of [`sigmoid_focal`], as torchvision writes it but with the

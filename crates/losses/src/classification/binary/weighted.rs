@@ -5,7 +5,7 @@
 //! one evaluation per element.
 
 use crate::common::{
-    chunked_fill, chunked_fill2, chunked_sum, eager_inputs, fill_two_grads, filled,
+    check_unit_interval, chunked_fill, chunked_fill2, eager_inputs, fill_two_grads, filled,
     grads_as_tensors, reduce, slots, unfilled, Reduction, UnitGrads, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
@@ -217,13 +217,31 @@ fn fused_chunk<T: Float>(
     pw: impl Factor<T>,
     up: Upstream<'_, T>,
     with_sum: bool,
+    unit: [bool; 2],
     da: Option<&mut [MaybeUninit<T>]>,
     db: Option<&mut [MaybeUninit<T>]>,
-) -> T {
+) -> (T, T) {
     match up {
-        Upstream::Same(u) => fused_chunk_u(item, a, b, w, pw, Same(u), with_sum, da, db),
-        Upstream::Each(g) => fused_chunk_u(item, a, b, w, pw, g, with_sum, da, db),
+        Upstream::Same(u) => fused_chunk_u(item, a, b, w, pw, Same(u), with_sum, unit, da, db),
+        Upstream::Each(g) => fused_chunk_u(item, a, b, w, pw, g, with_sum, unit, da, db),
     }
+}
+
+/// How many of `x` lie outside `[0, 1]` (NaN does not count), as a number:
+/// a branch-free count that vectorises.
+#[inline(always)]
+fn count_outside_unit<T: Float>(x: &[T]) -> T {
+    simd::sum_map(
+        x,
+        #[inline(always)]
+        |v| {
+            if v < T::zero() || v > T::one() {
+                T::one()
+            } else {
+                T::zero()
+            }
+        },
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -236,11 +254,12 @@ fn fused_chunk_u<T: Float>(
     pw: impl Factor<T>,
     u: impl Factor<T>,
     with_sum: bool,
+    unit: [bool; 2],
     mut da: Option<&mut [MaybeUninit<T>]>,
     mut db: Option<&mut [MaybeUninit<T>]>,
-) -> T {
+) -> (T, T) {
     let mut buf = [T::zero(); BLOCK];
-    let mut total = T::zero();
+    let (mut total, mut bad) = (T::zero(), T::zero());
     let mut s = 0;
     while s < a.len() {
         let e = (s + BLOCK).min(a.len());
@@ -254,9 +273,22 @@ fn fused_chunk_u<T: Float>(
         if with_sum {
             total += simd::sum(&buf[..e - s]);
         }
+        // the input checks, on the block while it is in cache
+        if unit[0] {
+            bad += count_outside_unit(ab);
+        }
+        if unit[1] {
+            bad += count_outside_unit(bb);
+        }
         s = e;
     }
-    total
+    (total, bad)
+}
+
+/// The chunks' `(sum, count)` pairs added up, each in chunk order.
+fn sum_pairs<T: Float>(parts: &[(T, T)]) -> (T, T) {
+    let (s, c): (Vec<T>, Vec<T>) = parts.iter().copied().unzip();
+    (simd::sum_of(&s), simd::sum_of(&c))
 }
 
 /// `ℓᵢ = wᵢ · f(aᵢ, bᵢ; pwᵢ)`, reduced. `item(a, b, pw)` gives `f` and its
@@ -268,12 +300,19 @@ fn fused_chunk_u<T: Float>(
 /// gradients in its pass over the data and backward rescales them; else
 /// backward recomputes from the inputs. The passes run in parallel chunks of
 /// vectorised loops.
+///
+/// Inputs named in [`Self::in_unit_interval`] are checked in forward: with
+/// `sum`/`mean`, by a count in the same pass (on each block while it is in
+/// cache, not a separate pass over the whole input); then forward fails with
+/// the `InvalidValue` of [`check_unit_interval`], before anything is recorded.
 pub(super) struct WeightedPointwise<T: Float, F> {
     pub name: &'static str,
     pub reduction: Reduction,
     pub weight: Option<Tensor<T>>,
     pub pos_weight: Option<Tensor<T>>,
     pub item: F,
+    /// Per input, its name when its values must lie in `[0, 1]`.
+    unit: [Option<&'static str>; 2],
     /// Which inputs get their gradient in forward (set by [`Self::apply`]).
     eager: Option<Vec<bool>>,
 }
@@ -299,8 +338,32 @@ where
             weight,
             pos_weight,
             item,
+            unit: [None, None],
             eager: None,
         }
+    }
+
+    /// Check that the inputs named here (`[a, b]`, `None` for no check) lie
+    /// in `[0, 1]`; the error names the input.
+    pub fn in_unit_interval(mut self, names: [Option<&'static str>; 2]) -> Self {
+        self.unit = names;
+        self
+    }
+
+    /// Which inputs forward checks.
+    fn checked(&self) -> [bool; 2] {
+        self.unit.map(|n| n.is_some())
+    }
+
+    /// The error for the first input that breaks its check (called once a
+    /// count found one; `Ok` if none does).
+    fn check_inputs(&self, x: &[&Tensor<T>]) -> Result<()> {
+        for (name, t) in self.unit.iter().zip(x) {
+            if let Some(name) = name {
+                check_unit_interval(self.name, name, t)?;
+            }
+        }
+        Ok(())
     }
 
     /// Record the op on `a`'s tape with inputs `a` and `b`.
@@ -309,8 +372,10 @@ where
         a.tape().apply(self, &[a, b])
     }
 
-    /// One pass over the inputs: `Σ wᵢ·f` (when `with_sum`) and the
-    /// gradients `u·w·∂f` for the inputs in `need`, each written once.
+    /// One pass over the inputs: `Σ wᵢ·f` (when `with_sum`), the count of
+    /// values that break the checks in `unit`, and the gradients `u·w·∂f`
+    /// for the inputs in `need`, each written once.
+    #[allow(clippy::type_complexity)]
     fn sum_and_grads(
         &self,
         a: &[T],
@@ -318,7 +383,8 @@ where
         up: Upstream<'_, T>,
         need: &[bool],
         with_sum: bool,
-    ) -> (T, Vec<Option<Vec<T>>>) {
+        unit: [bool; 2],
+    ) -> ((T, T), Vec<Option<Vec<T>>>) {
         let w = self.weight.as_ref().map(Tensor::as_slice);
         let pw = self.pos_weight.as_ref().map(Tensor::as_slice);
         let item = &self.item;
@@ -327,11 +393,11 @@ where
                 let (a, b, up) = (&a[r.clone()], &b[r.clone()], up.range(r.clone()));
                 with_factors!(w, pw, r, |w, pw| vectorized(
                     #[inline(always)]
-                    || fused_chunk(item, a, b, w, pw, up, with_sum, da, db)
+                    || fused_chunk(item, a, b, w, pw, up, with_sum, unit, da, db)
                 ))
             })
         });
-        (simd::sum_of(&parts), grads)
+        (sum_pairs(&parts), grads)
     }
 }
 
@@ -350,7 +416,10 @@ where
         if let Some(need) = &self.eager {
             let one = Tensor::scalar(T::one());
             let up = Upstream::new(&one, self.reduction, n);
-            let (s, grads) = self.sum_and_grads(a, b, up, need, true);
+            let ((s, bad), grads) = self.sum_and_grads(a, b, up, need, true, self.checked());
+            if bad > T::zero() {
+                self.check_inputs(x)?;
+            }
             let out = reduce(vec![s], Shape::scalar(), self.reduction, n)?;
             return Ok((out, UnitGrads::new(Some(grads))));
         }
@@ -359,6 +428,7 @@ where
         let item = &self.item;
         let out = match self.reduction {
             Reduction::None => {
+                self.check_inputs(x)?;
                 let mut out = unfilled(n);
                 chunked_fill(slots(&mut out, n), |s, o| {
                     let r = s..s + o.len();
@@ -373,14 +443,19 @@ where
                 Tensor::from_vec(out, x[0].shape().clone())?
             }
             r => {
-                let one = Upstream::Same(T::one());
-                let s = chunked_sum(n, |r| {
+                let (one, unit) = (Upstream::Same(T::one()), self.checked());
+                let none: Option<&mut [MaybeUninit<T>]> = None;
+                let parts = chunked_fill2(n, none, None, |r, _, _| {
                     let (a, b) = (&a[r.clone()], &b[r.clone()]);
                     with_factors!(w, pw, r, |w, pw| vectorized(
                         #[inline(always)]
-                        || fused_chunk(item, a, b, w, pw, one, true, None, None)
+                        || fused_chunk(item, a, b, w, pw, one, true, unit, None, None)
                     ))
                 });
+                let (s, bad) = sum_pairs(&parts);
+                if bad > T::zero() {
+                    self.check_inputs(x)?;
+                }
                 reduce(vec![s], Shape::scalar(), r, n)?
             }
         };
@@ -392,9 +467,126 @@ where
             Some(g) => g,
             None => {
                 let up = Upstream::new(cx.grad_output, self.reduction, a.len());
-                self.sum_and_grads(a, b, up, cx.needs_grad, false).1
+                self.sum_and_grads(a, b, up, cx.needs_grad, false, [false; 2])
+                    .1
             }
         };
         grads_as_tensors(grads, cx.inputs[0].shape())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{
+        bce, bce_with_logits, naive, sigmoid_focal, BceOptions, BceWithLogitsOptions,
+        SigmoidFocalOptions,
+    };
+    use crate::common::Reduction;
+    use lossgraph_autodiff::{Result, Tape, Var};
+    use lossgraph_tensor::parallel::PAR_THRESHOLD;
+    use lossgraph_tensor::{ErrorKind, Tensor};
+
+    type Op = fn(&Var<f32>, &Var<f32>, Reduction) -> Result<Var<f32>>;
+
+    /// The fused ops check their inputs' values inside forward's pass (a
+    /// count per block): a bad value anywhere — first element, last element
+    /// of a multi-chunk input — gives the twin's error, naming the input
+    /// and the first bad index, for every reduction, with and without
+    /// gradients, and leaves the tape as it was.
+    #[test]
+    fn bad_values_found_in_forward_pass_change_nothing() {
+        let ops: [(&str, Op, Op); 3] = [
+            (
+                "bce",
+                |a, b, r| {
+                    bce(
+                        a,
+                        b,
+                        &BceOptions {
+                            reduction: r,
+                            ..Default::default()
+                        },
+                    )
+                },
+                |a, b, r| {
+                    naive::bce(
+                        a,
+                        b,
+                        &BceOptions {
+                            reduction: r,
+                            ..Default::default()
+                        },
+                    )
+                },
+            ),
+            (
+                "bce_with_logits",
+                |a, b, r| {
+                    let o = BceWithLogitsOptions {
+                        reduction: r,
+                        ..Default::default()
+                    };
+                    bce_with_logits(a, b, &o)
+                },
+                |a, b, r| {
+                    let o = BceWithLogitsOptions {
+                        reduction: r,
+                        ..Default::default()
+                    };
+                    naive::bce_with_logits(a, b, &o)
+                },
+            ),
+            (
+                "sigmoid_focal",
+                |a, b, r| {
+                    let o = SigmoidFocalOptions {
+                        reduction: r,
+                        ..Default::default()
+                    };
+                    sigmoid_focal(a, b, &o)
+                },
+                |a, b, r| {
+                    let o = SigmoidFocalOptions {
+                        reduction: r,
+                        ..Default::default()
+                    };
+                    naive::sigmoid_focal(a, b, &o)
+                },
+            ),
+        ];
+        let big = 2 * PAR_THRESHOLD + 3;
+        for (name, fused, twin) in ops {
+            // (which input is bad, its name, length, bad index)
+            let mut cases = vec![(1, "target", 5, 0), (1, "target", big, big - 1)];
+            if name == "bce" {
+                cases.push((0, "probs", big, big / 2));
+            }
+            for (which, what, n, at) in cases {
+                let mut inputs = [vec![0.25f32; n], vec![0.5f32; n]];
+                inputs[which][at] = 1.5;
+                for r in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+                    for grad in [true, false] {
+                        let tape = Tape::<f32>::new();
+                        let mk = |v: &Vec<f32>| {
+                            let t = Tensor::from_vec(v.clone(), [n]).unwrap();
+                            if grad {
+                                tape.leaf(t)
+                            } else {
+                                tape.constant(t)
+                            }
+                        };
+                        let (a, b) = (mk(&inputs[0]), mk(&inputs[1]));
+                        let before = tape.len();
+                        let e = fused(&a, &b, r).expect_err("a bad value must fail");
+                        assert_eq!(e.kind(), ErrorKind::InvalidValue, "{name} {r:?}");
+                        let want = format!("{what}[{at}] = 1.5");
+                        assert!(e.to_string().contains(&want), "{name} {r:?}: {e}");
+                        assert_eq!(tape.len(), before, "{name} {r:?} recorded a node");
+                        let t = twin(&a, &b, r).expect_err("the twin fails too");
+                        assert_eq!(t.to_string(), e.to_string());
+                    }
+                }
+            }
+        }
     }
 }
