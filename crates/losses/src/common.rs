@@ -149,11 +149,29 @@ pub fn check_option(op: &str, name: &str, value: f64, ok: bool, range: &str) -> 
 /// inputs propagate rather than error).
 pub fn check_unit_interval<T: Float>(op: &str, what: &str, t: &Tensor<T>) -> Result<()> {
     let x = t.as_slice();
-    if let Some(i) = first_where(x, |v| v < T::zero() || v > T::one()) {
+    if let Some(i) = first_where(x, outside_unit) {
         let v = x[i];
         return Err(Error::value(op, format!("{what}[{i}] = {v} is outside [0, 1]")).into());
     }
     Ok(())
+}
+
+/// Whether `v` lies outside `[0, 1]` (NaN does not: it is not checked).
+#[inline(always)]
+pub(crate) fn outside_unit<T: Float>(v: T) -> bool {
+    v < T::zero() || v > T::one()
+}
+
+/// How many elements of `x` `bad` holds for, as a number: a branch-free
+/// count that vectorises (inside [`vectorized`]), for checks folded into a
+/// kernel's pass over its data.
+#[inline(always)]
+pub(crate) fn count_where<T: Float>(x: &[T], bad: impl Fn(T) -> bool) -> T {
+    simd::sum_map(
+        x,
+        #[inline(always)]
+        |v| if bad(v) { T::one() } else { T::zero() },
+    )
 }
 
 /// The index of the first element for which `bad` holds. A branch-free count
@@ -163,11 +181,20 @@ pub(crate) fn first_where<T: Float>(
     x: &[T],
     bad: impl Fn(T) -> bool + Sync + Send,
 ) -> Option<usize> {
+    // a closure marked for inlining rather than `&bad`: called through the
+    // `&F` shim, closures were not always inlined into the per-ISA wrapper
+    #[allow(clippy::redundant_closure)]
     let count = chunked_sum(x.len(), |r| {
         let x = &x[r];
         vectorized(
             #[inline(always)]
-            || simd::sum_map(x, |v| if bad(v) { T::one() } else { T::zero() }),
+            || {
+                count_where(
+                    x,
+                    #[inline(always)]
+                    |v| bad(v),
+                )
+            },
         )
     });
     if count > T::zero() {

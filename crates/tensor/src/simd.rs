@@ -14,9 +14,10 @@
 //!   closure must be inlined into the per-ISA wrapper for its loops to be
 //!   compiled for that ISA: mark it `#[inline(always)]` and keep the loops in
 //!   `#[inline(always)]` helpers such as the ones here.
-//! - Row kernels ([`max`], [`sum`], [`exp_shift_sum`], …) that keep 16
-//!   independent accumulators, so reductions vectorise without reassociation
-//!   by the compiler (which it may not do for floats).
+//! - Row kernels ([`max`], [`sum`], [`exp_shift_sum`], …) that keep 64
+//!   independent accumulators ([`L`]), so reductions vectorise without
+//!   reassociation by the compiler (which it may not do for floats); a
+//!   row's last elements go through padded vectors, not scalar steps.
 //!
 //! [`exp_f32`], [`ln_f32`] and [`ln_1p_f32`] (and what is built on them) use
 //! no fused multiply-add, so they give the same bits whichever instruction
@@ -731,8 +732,8 @@ mod tests {
         assert!(max_of(&x).is_nan());
         x[33] = f32::INFINITY;
         assert_eq!(max_of(&x), f32::INFINITY);
-        // a NaN in the L-wide body and in the padded tail of a longer row
         assert!(max_of(&[1.0f32, f32::NAN, 2.0]).is_nan()); // the short-row loop
+                                                            // a NaN in the L-wide body and in the padded tail of a longer row
         for at in [10, 130] {
             let mut x = vec![-3.0f32; 150];
             x[at] = f32::NAN;

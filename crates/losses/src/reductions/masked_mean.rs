@@ -18,8 +18,8 @@
 //! `∂/∂mᵢ = (ℓᵢ − μ) / D`.
 
 use crate::common::{
-    check_option, check_unit_interval, fill_two_grads, first_where, grads_as_tensors, row_fill2,
-    row_sums, same_shape,
+    check_option, check_unit_interval, count_where, fill_two_grads, first_where, grads_as_tensors,
+    outside_unit, row_fill2, row_sums, same_shape,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Tape, Var};
 use lossgraph_tensor::simd::{self, vectorized};
@@ -126,17 +126,12 @@ impl WeightRule {
     /// [`vectorized`]).
     #[inline(always)]
     fn count_bad<T: Float>(self, w: &[T]) -> T {
-        let flag = |bad: bool| if bad { T::one() } else { T::zero() };
         match self {
-            WeightRule::UnitInterval => simd::sum_map(
+            WeightRule::UnitInterval => count_where(w, outside_unit),
+            WeightRule::NonNegative => count_where(
                 w,
                 #[inline(always)]
-                |m| flag(m < T::zero() || m > T::one()),
-            ),
-            WeightRule::NonNegative => simd::sum_map(
-                w,
-                #[inline(always)]
-                |m| flag(m < T::zero()),
+                |m| m < T::zero(),
             ),
         }
     }

@@ -5,8 +5,9 @@
 //! one evaluation per element.
 
 use crate::common::{
-    check_unit_interval, chunked_fill, chunked_fill2, eager_inputs, fill_two_grads, filled,
-    grads_as_tensors, reduce, slots, unfilled, Reduction, UnitGrads, Upstream,
+    check_unit_interval, chunked_fill, chunked_fill2, count_where, eager_inputs, fill_two_grads,
+    filled, grads_as_tensors, outside_unit, reduce, slots, unfilled, Reduction, UnitGrads,
+    Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized, Store};
@@ -227,23 +228,6 @@ fn fused_chunk<T: Float>(
     }
 }
 
-/// How many of `x` lie outside `[0, 1]` (NaN does not count), as a number:
-/// a branch-free count that vectorises.
-#[inline(always)]
-fn count_outside_unit<T: Float>(x: &[T]) -> T {
-    simd::sum_map(
-        x,
-        #[inline(always)]
-        |v| {
-            if v < T::zero() || v > T::one() {
-                T::one()
-            } else {
-                T::zero()
-            }
-        },
-    )
-}
-
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn fused_chunk_u<T: Float>(
@@ -275,10 +259,10 @@ fn fused_chunk_u<T: Float>(
         }
         // the input checks, on the block while it is in cache
         if unit[0] {
-            bad += count_outside_unit(ab);
+            bad += count_where(ab, outside_unit);
         }
         if unit[1] {
-            bad += count_outside_unit(bb);
+            bad += count_where(bb, outside_unit);
         }
         s = e;
     }
