@@ -93,6 +93,32 @@ struct Pinball<T> {
     reduction: Reduction,
 }
 
+/// The pinball loss of one residual `u = target − pred` at level `τ`:
+/// `τ·u` for `u ≥ 0`, `(τ − 1)·u` below (NaN takes the second value and
+/// stays NaN). A select between computed values, so loops over it
+/// vectorise.
+#[inline(always)]
+fn pinball<T: Float>(u: T, tau: T) -> T {
+    if u >= T::zero() {
+        tau * u
+    } else {
+        (tau - T::one()) * u
+    }
+}
+
+/// `∂ℓ/∂pred` of [`pinball`]: `−τ` for `u > 0`, `1 − τ` for `u < 0`, 0 at
+/// the corner (`u·0`, so NaN stays NaN).
+#[inline(always)]
+fn pinball_slope<T: Float>(u: T, tau: T) -> T {
+    if u > T::zero() {
+        -tau
+    } else if u < T::zero() {
+        T::one() - tau
+    } else {
+        u * T::zero()
+    }
+}
+
 impl<T: Float> CustomOp<T> for Pinball<T> {
     type Saved = ();
     fn name(&self) -> &str {
@@ -104,13 +130,7 @@ impl<T: Float> CustomOp<T> for Pinball<T> {
         let mut loss = Vec::with_capacity(pred.len());
         for (row, &t) in pred.chunks(q).zip(target) {
             for (&p, &tau) in row.iter().zip(&self.taus) {
-                let u = t - p;
-                // NaN takes the second branch and stays NaN
-                loss.push(if u >= T::zero() {
-                    tau * u
-                } else {
-                    (tau - T::one()) * u
-                });
+                loss.push(pinball(t - p, tau));
             }
         }
         let n = loss.len();
@@ -126,16 +146,7 @@ impl<T: Float> CustomOp<T> for Pinball<T> {
         for (row, &t) in pred.chunks(q).zip(target) {
             let mut acc = T::zero();
             for (&p, &tau) in row.iter().zip(&self.taus) {
-                let u = t - p;
-                // ∂ℓ/∂pred: −τ for u > 0, 1 − τ for u < 0, 0 at the corner (NaN stays NaN)
-                let d = if u > T::zero() {
-                    -tau
-                } else if u < T::zero() {
-                    T::one() - tau
-                } else {
-                    u * T::zero()
-                };
-                let g = up.at(i) * d;
+                let g = up.at(i) * pinball_slope(t - p, tau);
                 i += 1;
                 if cx.needs_grad[0] {
                     dp.push(g);
@@ -207,27 +218,11 @@ pub fn quantile<T: Float>(
             "quantile",
             opts.reduction,
             #[inline(always)]
-            move |p: T, t: T| {
-                let u = t - p;
-                // NaN takes the second value and stays NaN
-                if u >= T::zero() {
-                    tau * u
-                } else {
-                    (tau - T::one()) * u
-                }
-            },
+            move |p: T, t: T| pinball(t - p, tau),
             #[inline(always)]
             move |p: T, t: T| {
-                let u = t - p;
-                // ∂ℓ/∂pred: −τ for u > 0, 1 − τ for u < 0, 0 at the corner
-                // (u·0: NaN stays NaN); ∂ℓ/∂target is its negative
-                let d = if u > T::zero() {
-                    -tau
-                } else if u < T::zero() {
-                    T::one() - tau
-                } else {
-                    u * T::zero()
-                };
+                // ∂ℓ/∂target is the negative of ∂ℓ/∂pred
+                let d = pinball_slope(t - p, tau);
                 (d, -d)
             },
         )
