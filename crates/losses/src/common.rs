@@ -432,6 +432,18 @@ impl<T: Float> UnitGrads<T> {
     pub fn new(grads: Option<Vec<Option<Vec<T>>>>) -> Self {
         UnitGrads(Mutex::new(grads))
     }
+    /// [`Self::take_scaled`], or `recompute()` when forward kept none (a
+    /// `none` reduction, a second backward): the start of every backward
+    /// of an op that saves [`UnitGrads`].
+    pub fn take_scaled_or(
+        &self,
+        g: &Tensor<T>,
+        need: &[bool],
+        recompute: impl FnOnce() -> Vec<Option<Vec<T>>>,
+    ) -> Vec<Option<Vec<T>>> {
+        self.take_scaled(g, need).unwrap_or_else(recompute)
+    }
+
     /// The gradients scaled by the (scalar) upstream gradient `g`, if they
     /// are still here and cover every input in `need`; inputs not in `need`
     /// get `None`.
@@ -577,13 +589,10 @@ where
     fn backward(&self, cx: &BackwardCtx<'_, T, UnitGrads<T>>) -> Result<Vec<Option<Tensor<T>>>> {
         let (a, b) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
         let n = a.len();
-        let grads = match cx.saved.take_scaled(cx.grad_output, cx.needs_grad) {
-            Some(g) => g,
-            None => {
-                let up = Upstream::new(cx.grad_output, self.reduction, n);
-                self.sum_and_grads(a, b, up, cx.needs_grad, false).1
-            }
-        };
+        let grads = cx.saved.take_scaled_or(cx.grad_output, cx.needs_grad, || {
+            let up = Upstream::new(cx.grad_output, self.reduction, n);
+            self.sum_and_grads(a, b, up, cx.needs_grad, false).1
+        });
         grads_as_tensors(grads, cx.inputs[0].shape())
     }
 }

@@ -181,13 +181,13 @@ impl<T: Float> CustomOp<T> for GaussianKl {
     fn backward(&self, cx: &BackwardCtx<'_, T, UnitGrads<T>>) -> Result<Vec<Option<Tensor<T>>>> {
         let (mu, lv) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
         let rows = self.out.numel();
-        let grads = match cx.saved.take_scaled(cx.grad_output, cx.needs_grad) {
-            Some(g) => g,
-            None => match Upstream::new(cx.grad_output, self.reduction, rows) {
-                Upstream::Each(g) => self.grads_per_row(mu, lv, g, cx.needs_grad),
-                up => sum_and_grads(mu, lv, item, item_grad, up, cx.needs_grad, false).1,
-            },
-        };
+        let grads =
+            cx.saved.take_scaled_or(cx.grad_output, cx.needs_grad, || {
+                match Upstream::new(cx.grad_output, self.reduction, rows) {
+                    Upstream::Each(g) => self.grads_per_row(mu, lv, g, cx.needs_grad),
+                    up => sum_and_grads(mu, lv, item, item_grad, up, cx.needs_grad, false).1,
+                }
+            });
         grads_as_tensors(grads, cx.inputs[0].shape())
     }
 }

@@ -191,13 +191,10 @@ impl<T: Float> CustomOp<T> for KlDiv {
     }
     fn backward(&self, cx: &BackwardCtx<'_, T, UnitGrads<T>>) -> Result<Vec<Option<Tensor<T>>>> {
         let (a, b) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
-        let grads = match cx.saved.take_scaled(cx.grad_output, cx.needs_grad) {
-            Some(g) => g,
-            None => {
-                let up = Upstream::new(cx.grad_output, self.reduction, self.count);
-                self.pass(a, b, up, cx.needs_grad, false).1
-            }
-        };
+        let grads = cx.saved.take_scaled_or(cx.grad_output, cx.needs_grad, || {
+            let up = Upstream::new(cx.grad_output, self.reduction, self.count);
+            self.pass(a, b, up, cx.needs_grad, false).1
+        });
         grads_as_tensors(grads, cx.inputs[0].shape())
     }
 }

@@ -289,13 +289,13 @@ impl<T: Float> CustomOp<T> for KlLogits {
     }
     fn backward(&self, cx: &BackwardCtx<'_, T, Saved<T>>) -> Result<Vec<Option<Tensor<T>>>> {
         let (s, t) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
-        let grads = match cx.saved.unit.take_scaled(cx.grad_output, cx.needs_grad) {
-            Some(g) => g,
-            None => {
+        let grads = cx
+            .saved
+            .unit
+            .take_scaled_or(cx.grad_output, cx.needs_grad, || {
                 let up = Upstream::new(cx.grad_output, self.reduction, self.layout.rows);
                 self.pass(s, t, Some(&cx.saved.rows), up, cx.needs_grad).1
-            }
-        };
+            });
         grads_as_tensors(grads, cx.inputs[0].shape())
     }
 }

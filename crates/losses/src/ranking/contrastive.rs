@@ -215,13 +215,10 @@ impl<T: Float> CustomOp<T> for Contrastive<T> {
     }
     fn backward(&self, cx: &BackwardCtx<'_, T, UnitGrads<T>>) -> Result<Vec<Option<Tensor<T>>>> {
         let x = &cx.inputs;
-        let grads = match cx.saved.take_scaled(cx.grad_output, cx.needs_grad) {
-            Some(g) => g,
-            None => {
-                let up = Upstream::new(cx.grad_output, self.reduction, x[2].numel());
-                self.pass([&x[0], &x[1], &x[2]], up, cx.needs_grad).1
-            }
-        };
+        let grads = cx.saved.take_scaled_or(cx.grad_output, cx.needs_grad, || {
+            let up = Upstream::new(cx.grad_output, self.reduction, x[2].numel());
+            self.pass([&x[0], &x[1], &x[2]], up, cx.needs_grad).1
+        });
         grads_as_tensors_of(grads, &[x[0].shape(), x[1].shape(), x[2].shape()])
     }
 }

@@ -278,13 +278,10 @@ where
     fn backward(&self, cx: &BackwardCtx<'_, T, UnitGrads<T>>) -> Result<Vec<Option<Tensor<T>>>> {
         let xs: [&[T]; K] = std::array::from_fn(|k| cx.inputs[k].as_slice());
         let n = xs[0].len();
-        let grads = match cx.saved.take_scaled(cx.grad_output, cx.needs_grad) {
-            Some(g) => g,
-            None => {
-                let up = Upstream::new(cx.grad_output, self.reduction, n);
-                self.sum_and_grads(xs, up, cx.needs_grad, false).1
-            }
-        };
+        let grads = cx.saved.take_scaled_or(cx.grad_output, cx.needs_grad, || {
+            let up = Upstream::new(cx.grad_output, self.reduction, n);
+            self.sum_and_grads(xs, up, cx.needs_grad, false).1
+        });
         grads_as_tensors(grads, cx.inputs[0].shape())
     }
 }

@@ -246,14 +246,11 @@ impl<T: Float> CustomOp<T> for TripletOp<T> {
     }
     fn backward(&self, cx: &BackwardCtx<'_, T, UnitGrads<T>>) -> Result<Vec<Option<Tensor<T>>>> {
         let x = &cx.inputs;
-        let grads = match cx.saved.take_scaled(cx.grad_output, cx.needs_grad) {
-            Some(g) => g,
-            None => {
-                let rows = x[0].shape().reduced(x[0].ndim() - 1, false).numel();
-                let up = Upstream::new(cx.grad_output, self.t.reduction, rows);
-                self.pass([&x[0], &x[1], &x[2]], up, cx.needs_grad).1
-            }
-        };
+        let grads = cx.saved.take_scaled_or(cx.grad_output, cx.needs_grad, || {
+            let rows = x[0].shape().reduced(x[0].ndim() - 1, false).numel();
+            let up = Upstream::new(cx.grad_output, self.t.reduction, rows);
+            self.pass([&x[0], &x[1], &x[2]], up, cx.needs_grad).1
+        });
         grads_as_tensors(grads, x[0].shape())
     }
 }

@@ -290,13 +290,10 @@ impl<T: Float> CustomOp<T> for GaussianNll<T> {
     }
     fn backward(&self, cx: &BackwardCtx<'_, T, UnitGrads<T>>) -> Result<Vec<Option<Tensor<T>>>> {
         let x3 = [0, 1, 2].map(|k| cx.inputs[k].as_slice());
-        let grads = match cx.saved.take_scaled(cx.grad_output, cx.needs_grad) {
-            Some(g) => g,
-            None => {
-                let up = Upstream::new(cx.grad_output, self.reduction, x3[0].len());
-                self.sum_and_grads(x3, up, cx.needs_grad, false).1
-            }
-        };
+        let grads = cx.saved.take_scaled_or(cx.grad_output, cx.needs_grad, || {
+            let up = Upstream::new(cx.grad_output, self.reduction, x3[0].len());
+            self.sum_and_grads(x3, up, cx.needs_grad, false).1
+        });
         grads_as_tensors(grads, cx.inputs[0].shape())
     }
 }

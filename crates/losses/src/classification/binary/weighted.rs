@@ -447,14 +447,11 @@ where
     }
     fn backward(&self, cx: &BackwardCtx<'_, T, UnitGrads<T>>) -> Result<Vec<Option<Tensor<T>>>> {
         let (a, b) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
-        let grads = match cx.saved.take_scaled(cx.grad_output, cx.needs_grad) {
-            Some(g) => g,
-            None => {
-                let up = Upstream::new(cx.grad_output, self.reduction, a.len());
-                self.sum_and_grads(a, b, up, cx.needs_grad, false, [false; 2])
-                    .1
-            }
-        };
+        let grads = cx.saved.take_scaled_or(cx.grad_output, cx.needs_grad, || {
+            let up = Upstream::new(cx.grad_output, self.reduction, a.len());
+            self.sum_and_grads(a, b, up, cx.needs_grad, false, [false; 2])
+                .1
+        });
         grads_as_tensors(grads, cx.inputs[0].shape())
     }
 }
