@@ -89,6 +89,15 @@ pub trait Float:
     fn exp_nonpos<const FMA: bool>(self) -> Self {
         self.exp()
     }
+    /// `log x` for hot loops whose `x` is known to be positive, finite and
+    /// normal (no special cases): for `f32`
+    /// [`simd::ln_normal_f32`](crate::simd::ln_normal_f32) (fused
+    /// multiply-adds with `FMA`, as in [`Self::exp_nonpos`]); for `f64` the
+    /// exact `ln`.
+    #[inline(always)]
+    fn ln_normal<const FMA: bool>(self) -> Self {
+        self.ln()
+    }
     /// `eˣ − 1` for hot loops: [`simd::expm1_f32`](crate::simd::expm1_f32)
     /// for `f32`, the exact `exp_m1` for `f64`.
     #[inline(always)]
@@ -195,6 +204,10 @@ impl Float for f32 {
     #[inline(always)]
     fn exp_nonpos<const FMA: bool>(self) -> Self {
         crate::simd::exp_neg_f32::<FMA>(self)
+    }
+    #[inline(always)]
+    fn ln_normal<const FMA: bool>(self) -> Self {
+        crate::simd::ln_normal_f32::<FMA>(self)
     }
     #[inline(always)]
     fn fast_exp_m1(self) -> Self {

@@ -143,9 +143,10 @@ pub fn exp_f32(x: f32) -> f32 {
 
 /// `log m` for `m = u/2ᵏ ∈ [√½, √2)` plus `(k + k_off)·ln 2` (Cephes
 /// `logf`); `u` must be positive, finite and normal — callers select the
-/// special cases.
+/// special cases. With `FMA` the polynomial uses fused multiply-adds (see
+/// [`fmadd`]).
 #[inline(always)]
-fn ln_core(u: f32, k_off: i32) -> f32 {
+fn ln_core<const FMA: bool>(u: f32, k_off: i32) -> f32 {
     const SQRT_HALF_BITS: i32 = 0x3F35_04F3;
     let ix = (u.to_bits() as i32).wrapping_sub(SQRT_HALF_BITS);
     let k = (ix >> 23) + k_off;
@@ -153,17 +154,26 @@ fn ln_core(u: f32, k_off: i32) -> f32 {
     let f = m - 1.0;
     let z = f * f;
     let mut p = 7.037_683_6e-2f32;
-    p = p * f - 1.151_461e-1;
-    p = p * f + 1.167_699_9e-1;
-    p = p * f - 1.242_014_1e-1;
-    p = p * f + 1.424_932_3e-1;
-    p = p * f - 1.666_805_8e-1;
-    p = p * f + 2.000_071_4e-1;
-    p = p * f - 2.499_999_4e-1;
-    p = p * f + 3.333_333e-1;
+    p = fmadd::<FMA>(p, f, -1.151_461e-1);
+    p = fmadd::<FMA>(p, f, 1.167_699_9e-1);
+    p = fmadd::<FMA>(p, f, -1.242_014_1e-1);
+    p = fmadd::<FMA>(p, f, 1.424_932_3e-1);
+    p = fmadd::<FMA>(p, f, -1.666_805_8e-1);
+    p = fmadd::<FMA>(p, f, 2.000_071_4e-1);
+    p = fmadd::<FMA>(p, f, -2.499_999_4e-1);
+    p = fmadd::<FMA>(p, f, 3.333_333e-1);
     let kf = k as f32;
-    let y = f * (z * p) + kf * -2.121_944_4e-4 - 0.5 * z;
-    (f + y) + kf * 0.693_359_4
+    let y = fmadd::<FMA>(f, z * p, kf * -2.121_944_4e-4) - 0.5 * z;
+    fmadd::<FMA>(kf, 0.693_359_4, f + y)
+}
+
+/// `log x` in `f32` for positive, finite, normal `x` only (no special
+/// cases: other inputs give meaningless values), with fused multiply-adds
+/// when `FMA` (see [`fmadd`]); ~1 ulp. For hot loops whose argument is
+/// known to lie in such a range (`1 + e` with `e ∈ [0, 1]`, say).
+#[inline(always)]
+pub fn ln_normal_f32<const FMA: bool>(x: f32) -> f32 {
+    ln_core::<FMA>(x, 0)
 }
 
 /// Special values of `log u`: `+∞` at `+∞`, `−∞` at 0, NaN below 0 or NaN.
@@ -186,7 +196,7 @@ pub fn ln_f32(x: f32) -> f32 {
     let small = x < f32::MIN_POSITIVE;
     let xs = if small { x * 16_777_216.0 } else { x };
     let k_off = if small { -24 } else { 0 };
-    ln_special(x, ln_core(xs, k_off))
+    ln_special(x, ln_core::<false>(xs, k_off))
 }
 
 /// `log(1 + x)` in `f32`, branch-free and accurate near 0: with `u = 1 + x`
@@ -196,7 +206,7 @@ pub fn ln_f32(x: f32) -> f32 {
 pub fn ln_1p_f32(x: f32) -> f32 {
     let u = 1.0 + x;
     let c = if x < 1.0e7 { (x - (u - 1.0)) / u } else { 0.0 };
-    ln_special(u, ln_core(u, 0) + c)
+    ln_special(u, ln_core::<false>(u, 0) + c)
 }
 
 /// `eˣ − 1` in `f32`, branch-free and accurate near 0: a degree-8 Taylor

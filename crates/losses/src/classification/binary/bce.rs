@@ -14,7 +14,7 @@
 //! Fails with `InvalidValue` when a probability or target lies outside
 //! `[0, 1]`.
 
-use super::weighted::{broadcast_option, WeightedPointwise};
+use super::weighted::{broadcast_option, Item, WeightedPointwise};
 use crate::common::{check_unit_interval, no_batchmean, reduce_naive, same_shape, Reduction};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::{Float, Tensor};
@@ -42,13 +42,24 @@ fn floor_log<T: Float>(v: T, floor: T) -> (T, bool) {
     }
 }
 
-/// `(ℓ, ∂ℓ/∂p, ∂ℓ/∂y)` of one item, `ℓ = −(y·log p + (1 − y)·log(1 − p))`
-/// with floored logs (the third argument, `pos_weight`, is not used by
-/// `bce`); the two logs are shared by the loss and its gradients. A floored
-/// log contributes nothing to `∂ℓ/∂p` (a select between computed values, so
-/// the vectorised loops that inline this have no branch).
+/// The per-element function of [`bce`].
+struct BceItem;
+
+impl<T: Float> Item<T> for BceItem {
+    /// `(ℓ, ∂ℓ/∂p, ∂ℓ/∂y)` of one item, `ℓ = −(y·log p + (1 − y)·log(1 − p))`
+    /// with floored logs (the third argument, `pos_weight`, is not used by
+    /// `bce`); the two logs are shared by the loss and its gradients. A
+    /// floored log contributes nothing to `∂ℓ/∂p` (a select between computed
+    /// values, so the vectorised loops that inline this have no branch). The
+    /// logs take `0` and `1` (special cases), so they do not use `FMA`.
+    #[inline(always)]
+    fn eval<const FMA: bool>(&self, p: T, y: T, _: T) -> (T, T, T) {
+        item(p, y)
+    }
+}
+
 #[inline(always)]
-fn item<T: Float>(p: T, y: T, _: T) -> (T, T, T) {
+fn item<T: Float>(p: T, y: T) -> (T, T, T) {
     let (zero, one, floor) = (T::zero(), T::one(), T::of(LOG_FLOOR));
     let (lp, keep_p) = floor_log(p.fast_ln(), floor);
     let (lq, keep_q) = floor_log((-p).fast_ln_1p(), floor);
@@ -91,15 +102,8 @@ fn item<T: Float>(p: T, y: T, _: T) -> (T, T, T) {
 pub fn bce<T: Float>(probs: &Var<T>, target: &Var<T>, opts: &BceOptions<T>) -> Result<Var<T>> {
     let weight = check_shapes(probs, target, opts)?;
     // the values of probs and target are checked in the op's forward pass
-    let op = WeightedPointwise::new(
-        "bce",
-        opts.reduction,
-        weight,
-        None,
-        #[inline(always)]
-        |p, y, pw| item(p, y, pw),
-    )
-    .in_unit_interval([Some("probs"), Some("target")]);
+    let op = WeightedPointwise::new("bce", opts.reduction, weight, None, BceItem)
+        .in_unit_interval([Some("probs"), Some("target")]);
     op.apply(probs, target)
 }
 

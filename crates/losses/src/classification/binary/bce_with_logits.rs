@@ -15,7 +15,7 @@
 //! `pw = 1`) and `∂ℓ/∂y = w·(pw·softplus(−z) − softplus(z))` (`= −w·z` when
 //! `pw = 1`). Fails with `InvalidValue` when a target lies outside `[0, 1]`.
 
-use super::weighted::{broadcast_option, WeightedPointwise};
+use super::weighted::{broadcast_option, Item, WeightedPointwise};
 use crate::common::{check_unit_interval, no_batchmean, reduce_naive, same_shape, Reduction};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::{Float, Tensor};
@@ -48,11 +48,13 @@ pub(super) struct Logit<T> {
 impl<T: Float> Logit<T> {
     /// One exponential, one log and one division, shared by the loss and
     /// its gradient; the sign of `z` picks between computed values (a
-    /// select, no branch).
+    /// select, no branch). `FMA`: see [`Item::eval`].
     #[inline(always)]
-    pub fn new(z: T) -> Self {
+    pub fn new<const FMA: bool>(z: T) -> Self {
         let (zero, one) = (T::zero(), T::one());
-        let e = (-z.abs()).fast_exp();
+        // in (0, 1]; below f32's normal range it is 0 (the losses and
+        // gradients then differ from the exact ones by less than 1e-38)
+        let e = (-z.abs()).exp_nonpos::<FMA>();
         // σ(|z|) = 1/u and σ(−|z|) = e/u, with u = 1 + e (rounded) in [1, 2]
         let u = one + e;
         let big = one / u;
@@ -60,7 +62,7 @@ impl<T: Float> Logit<T> {
         // log1p(e^−|z|), which the softplus of either sign adds to
         // max(±z, 0): log u plus what the rounding of u lost, (e − (u − 1))/u
         // (the usual log1p correction; it is e itself once u rounds to 1)
-        let l = u.fast_ln() + (e - (u - one)) * big;
+        let l = u.ln_normal::<FMA>() + (e - (u - one)) * big;
         let (s, sm) = if z >= zero {
             (big, small)
         } else {
@@ -75,13 +77,22 @@ impl<T: Float> Logit<T> {
     }
 }
 
-/// `(ℓ, ∂ℓ/∂z, ∂ℓ/∂y)` of one item, `ℓ = pw·y·softplus(−z) + (1 − y)·softplus(z)`,
-/// from one [`Logit`]. A function marked `#[inline(always)]` (as is the
-/// closure that calls it), so the vectorised loops inline it.
+/// The per-element function of [`bce_with_logits`].
+struct BceWithLogitsItem;
+
+impl<T: Float> Item<T> for BceWithLogitsItem {
+    /// `(ℓ, ∂ℓ/∂z, ∂ℓ/∂y)` of one item,
+    /// `ℓ = pw·y·softplus(−z) + (1 − y)·softplus(z)`, from one [`Logit`].
+    #[inline(always)]
+    fn eval<const FMA: bool>(&self, z: T, y: T, pw: T) -> (T, T, T) {
+        item::<T, FMA>(z, y, pw)
+    }
+}
+
 #[inline(always)]
-fn item<T: Float>(z: T, y: T, pw: T) -> (T, T, T) {
+fn item<T: Float, const FMA: bool>(z: T, y: T, pw: T) -> (T, T, T) {
     let one = T::one();
-    let lg = Logit::new(z);
+    let lg = Logit::new::<FMA>(z);
     let loss = pw * y * lg.sn + (one - y) * lg.sp;
     let dz = (one - y) * lg.s - pw * y * lg.sm;
     // exactly −z without pos_weight (softplus(−z) − softplus(z) rounds)
@@ -133,8 +144,7 @@ pub fn bce_with_logits<T: Float>(
         opts.reduction,
         weight,
         pos_weight,
-        #[inline(always)]
-        |z, y, pw| item(z, y, pw),
+        BceWithLogitsItem,
     )
     .in_unit_interval([None, Some("target")]);
     op.apply(logits, target)

@@ -17,7 +17,7 @@
 //! targets; a target outside `[0, 1]` is `InvalidValue`.
 
 use super::bce_with_logits::Logit;
-use super::weighted::WeightedPointwise;
+use super::weighted::{Item, WeightedPointwise};
 use crate::common::{
     check_option, check_unit_interval, no_batchmean, reduce_naive, same_shape, Reduction,
 };
@@ -46,15 +46,35 @@ impl Default for SigmoidFocalOptions {
     }
 }
 
-/// `(ℓ, ∂ℓ/∂z, ∂ℓ/∂y)` of one item from one [`Logit`] (one `exp`, one `log`,
-/// one division) and one `q^γ` (`pow(q)`), shared by the loss and both
-/// partials; `alpha` is `None` without α weighting. The conditions are
-/// selects between computed values, so the vectorised loops that inline
-/// this have no branch.
+/// The per-element function of [`sigmoid_focal`], with `pow(q) = q^γ`;
+/// `alpha` is `None` without α weighting.
+struct FocalItem<T, P> {
+    alpha: Option<T>,
+    gamma: T,
+    pow: P,
+}
+
+impl<T: Float, P: Fn(T) -> T + Send + Sync + 'static> Item<T> for FocalItem<T, P> {
+    /// `(ℓ, ∂ℓ/∂z, ∂ℓ/∂y)` of one item from one [`Logit`] (one `exp`, one
+    /// `log`, one division) and one `q^γ` (`pow(q)`), shared by the loss and
+    /// both partials. The conditions are selects between computed values, so
+    /// the vectorised loops that inline this have no branch.
+    #[inline(always)]
+    fn eval<const FMA: bool>(&self, z: T, y: T, _: T) -> (T, T, T) {
+        item::<T, FMA>(z, y, self.alpha, self.gamma, &self.pow)
+    }
+}
+
 #[inline(always)]
-fn item<T: Float>(z: T, y: T, alpha: Option<T>, gamma: T, pow: &impl Fn(T) -> T) -> (T, T, T) {
+fn item<T: Float, const FMA: bool>(
+    z: T,
+    y: T,
+    alpha: Option<T>,
+    gamma: T,
+    pow: &impl Fn(T) -> T,
+) -> (T, T, T) {
     let (zero, one) = (T::zero(), T::one());
-    let lg = Logit::new(z);
+    let lg = Logit::new::<FMA>(z);
     let ny = one - y;
     // q = 1 − p_t and the cross-entropy c, sums of non-negative terms
     let q = y * lg.sm + ny * lg.s;
@@ -156,17 +176,11 @@ fn fused<T: Float>(
     gamma: T,
     pow: impl Fn(T) -> T + Send + Sync + 'static,
 ) -> Result<Var<T>> {
-    WeightedPointwise::new(
-        "sigmoid_focal",
-        reduction,
-        None,
-        None,
-        #[inline(always)]
-        move |z: T, y: T, _| item(z, y, alpha, gamma, &pow),
-    )
-    // the targets' values are checked in the op's forward pass
-    .in_unit_interval([None, Some("target")])
-    .apply(logits, target)
+    let item = FocalItem { alpha, gamma, pow };
+    WeightedPointwise::new("sigmoid_focal", reduction, None, None, item)
+        // the targets' values are checked in the op's forward pass
+        .in_unit_interval([None, Some("target")])
+        .apply(logits, target)
 }
 
 /// Checks shared by [`sigmoid_focal`] and its twin.

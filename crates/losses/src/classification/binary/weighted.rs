@@ -38,6 +38,40 @@ pub(super) fn broadcast_option<T: Float>(
     Ok(Some(t.broadcast_to(shape)?))
 }
 
+/// The per-element function of a [`WeightedPointwise`] op: `f` at
+/// `(a, b; pw)` and its partials, `(f, ∂f/∂a, ∂f/∂b)`, which share their
+/// costly parts (an `exp`, a `log`); a pass that needs only some of the
+/// three gets the others optimised away. Mark `eval` `#[inline(always)]`
+/// so that the vectorised loops inline it, however large it is.
+pub(super) trait Item<T>: Send + Sync + 'static {
+    /// The values at one element; with `FMA` the polynomials may use fused
+    /// multiply-adds (the loops instantiate it so only where the CPU has
+    /// them, see [`vectorized_fma`]).
+    fn eval<const FMA: bool>(&self, a: T, b: T, pw: T) -> (T, T, T);
+}
+
+/// Evaluate `$body` compiled for the widest instruction set this CPU has
+/// ([`vectorized`]), with the const `$fma` (named by the caller, used as
+/// `::<$fma>` inside) true where that set has fused multiply-adds: two
+/// monomorphic copies of the loops, one picked at run time.
+macro_rules! vectorized_fma {
+    (|$fma:ident| $body:expr) => {
+        if simd::has_fma() {
+            const $fma: bool = true;
+            vectorized(
+                #[inline(always)]
+                || $body,
+            )
+        } else {
+            const $fma: bool = false;
+            vectorized(
+                #[inline(always)]
+                || $body,
+            )
+        }
+    };
+}
+
 /// A per-element factor of a chunk: a slice, a number for every element
 /// ([`Same`], an upstream gradient shared by all items), or [`One`] when
 /// absent (so the loops carry no per-element branch on whether the option
@@ -153,18 +187,19 @@ macro_rules! with_factors {
     };
 }
 
-/// Call `$f(loss, da, db, …)` with each optional output (`Option<&mut [_]>`)
-/// replaced by the slice or [`Skip`]: one monomorphic copy per combination.
+/// Call `$f::<_, $fma>(loss, da, db, …)` with each optional output
+/// (`Option<&mut [_]>`) replaced by the slice or [`Skip`]: one monomorphic
+/// copy per combination.
 macro_rules! with_sinks {
-    ($loss:expr, $da:expr, $db:expr, $f:ident($($arg:expr),*)) => {
+    ($loss:expr, $da:expr, $db:expr, $f:ident::<$fma:ident>($($arg:expr),*)) => {
         match ($loss, $da, $db) {
-            (Some(l), Some(a), Some(b)) => $f(l, a, b, $($arg),*),
-            (Some(l), Some(a), None) => $f(l, a, Skip, $($arg),*),
-            (Some(l), None, Some(b)) => $f(l, Skip, b, $($arg),*),
-            (Some(l), None, None) => $f(l, Skip, Skip, $($arg),*),
-            (None, Some(a), Some(b)) => $f(Skip, a, b, $($arg),*),
-            (None, Some(a), None) => $f(Skip, a, Skip, $($arg),*),
-            (None, None, Some(b)) => $f(Skip, Skip, b, $($arg),*),
+            (Some(l), Some(a), Some(b)) => $f::<_, $fma>(l, a, b, $($arg),*),
+            (Some(l), Some(a), None) => $f::<_, $fma>(l, a, Skip, $($arg),*),
+            (Some(l), None, Some(b)) => $f::<_, $fma>(l, Skip, b, $($arg),*),
+            (Some(l), None, None) => $f::<_, $fma>(l, Skip, Skip, $($arg),*),
+            (None, Some(a), Some(b)) => $f::<_, $fma>(Skip, a, b, $($arg),*),
+            (None, Some(a), None) => $f::<_, $fma>(Skip, a, Skip, $($arg),*),
+            (None, None, Some(b)) => $f::<_, $fma>(Skip, Skip, b, $($arg),*),
             (None, None, None) => {}
         }
     };
@@ -176,11 +211,11 @@ macro_rules! with_sinks {
 /// [`Skip`]). A plain map loop: it vectorises once `item` is inlined.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn block<T: Float>(
+fn block<T: Float, const FMA: bool>(
     loss: impl Sink<T>,
     da: impl Sink<T>,
     db: impl Sink<T>,
-    item: &impl Fn(T, T, T) -> (T, T, T),
+    item: &impl Item<T>,
     a: &[T],
     b: &[T],
     w: impl Factor<T>,
@@ -191,7 +226,7 @@ fn block<T: Float>(
     let (b, w, pw, u) = (&b[..n], w.slice(0..n), pw.slice(0..n), u.slice(0..n));
     let (mut loss, mut da, mut db) = (loss.first(n), da.first(n), db.first(n));
     for i in 0..n {
-        let (l, x, y) = item(a[i], b[i], pw.at(i));
+        let (l, x, y) = item.eval::<FMA>(a[i], b[i], pw.at(i));
         let w = w.at(i);
         loss.put(i, w * l);
         let wu = w * u.at(i);
@@ -210,8 +245,8 @@ const BLOCK: usize = 256;
 /// block is in cache.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn fused_chunk<T: Float>(
-    item: &impl Fn(T, T, T) -> (T, T, T),
+fn fused_chunk<T: Float, const FMA: bool>(
+    item: &impl Item<T>,
     a: &[T],
     b: &[T],
     w: impl Factor<T>,
@@ -223,15 +258,17 @@ fn fused_chunk<T: Float>(
     db: Option<&mut [MaybeUninit<T>]>,
 ) -> (T, T) {
     match up {
-        Upstream::Same(u) => fused_chunk_u(item, a, b, w, pw, Same(u), with_sum, unit, da, db),
-        Upstream::Each(g) => fused_chunk_u(item, a, b, w, pw, g, with_sum, unit, da, db),
+        Upstream::Same(u) => {
+            fused_chunk_u::<T, FMA>(item, a, b, w, pw, Same(u), with_sum, unit, da, db)
+        }
+        Upstream::Each(g) => fused_chunk_u::<T, FMA>(item, a, b, w, pw, g, with_sum, unit, da, db),
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn fused_chunk_u<T: Float>(
-    item: &impl Fn(T, T, T) -> (T, T, T),
+fn fused_chunk_u<T: Float, const FMA: bool>(
+    item: &impl Item<T>,
     a: &[T],
     b: &[T],
     w: impl Factor<T>,
@@ -253,7 +290,7 @@ fn fused_chunk_u<T: Float>(
         let db = db.as_deref_mut().map(|d| &mut d[r.clone()]);
         let (ab, bb) = (&a[r.clone()], &b[r.clone()]);
         let (wb, pb, ub) = (w.slice(r.clone()), pw.slice(r.clone()), u.slice(r));
-        with_sinks!(losses, da, db, block(item, ab, bb, wb, pb, ub));
+        with_sinks!(losses, da, db, block::<FMA>(item, ab, bb, wb, pb, ub));
         if with_sum {
             total += simd::sum(&buf[..e - s]);
         }
@@ -275,10 +312,8 @@ fn sum_pairs<T: Float>(parts: &[(T, T)]) -> (T, T) {
     (simd::sum_of(&s), simd::sum_of(&c))
 }
 
-/// `ℓᵢ = wᵢ · f(aᵢ, bᵢ; pwᵢ)`, reduced. `item(a, b, pw)` gives `f` and its
-/// partials, `(f, ∂f/∂a, ∂f/∂b)`: the loss and the gradients share their
-/// costly parts (an `exp`, a `log`), and a pass that needs only some of the
-/// three gets the others optimised away. `weight` and `pos_weight` are
+/// `ℓᵢ = wᵢ · f(aᵢ, bᵢ; pwᵢ)`, reduced, with `f` and its partials from an
+/// [`Item`]. `weight` and `pos_weight` are
 /// already broadcast to the input shape (absent means 1). As in
 /// [`crate::common::Elementwise`]: with `sum` or `mean`, forward writes the
 /// gradients in its pass over the data and backward rescales them; else
@@ -304,11 +339,9 @@ pub(super) struct WeightedPointwise<T: Float, F> {
 impl<T, F> WeightedPointwise<T, F>
 where
     T: Float,
-    F: Fn(T, T, T) -> (T, T, T) + Send + Sync + 'static,
+    F: Item<T>,
 {
-    /// The op. Pass `item` as a closure marked `#[inline(always)]`
-    /// (`#[inline(always)] |a, b, pw| …`, allowed in argument position) so
-    /// that the vectorised loops inline it, however large it is.
+    /// The op.
     pub fn new(
         name: &'static str,
         reduction: Reduction,
@@ -375,10 +408,9 @@ where
         let (parts, grads) = fill_two_grads(a.len(), need, |sa, sb| {
             chunked_fill2(a.len(), sa, sb, |r, da, db| {
                 let (a, b, up) = (&a[r.clone()], &b[r.clone()], up.range(r.clone()));
-                with_factors!(w, pw, r, |w, pw| vectorized(
-                    #[inline(always)]
-                    || fused_chunk(item, a, b, w, pw, up, with_sum, unit, da, db)
-                ))
+                with_factors!(w, pw, r, |w, pw| vectorized_fma!(|FMA| {
+                    fused_chunk::<T, FMA>(item, a, b, w, pw, up, with_sum, unit, da, db)
+                }))
             })
         });
         (sum_pairs(&parts), grads)
@@ -388,7 +420,7 @@ where
 impl<T, F> CustomOp<T> for WeightedPointwise<T, F>
 where
     T: Float,
-    F: Fn(T, T, T) -> (T, T, T) + Send + Sync + 'static,
+    F: Item<T>,
 {
     type Saved = UnitGrads<T>;
     fn name(&self) -> &str {
@@ -417,10 +449,9 @@ where
                 chunked_fill(slots(&mut out, n), |s, o| {
                     let r = s..s + o.len();
                     let (a, b) = (&a[r.clone()], &b[r.clone()]);
-                    with_factors!(w, pw, r, |w, pw| vectorized(
-                        #[inline(always)]
-                        || block(&mut *o, Skip, Skip, item, a, b, w, pw, One)
-                    ))
+                    with_factors!(w, pw, r, |w, pw| vectorized_fma!(|FMA| {
+                        block::<T, FMA>(&mut *o, Skip, Skip, item, a, b, w, pw, One)
+                    }))
                 });
                 // SAFETY: the chunks cover 0..n and `block` writes each slot.
                 unsafe { filled(&mut out, n) };
@@ -431,10 +462,9 @@ where
                 let none: Option<&mut [MaybeUninit<T>]> = None;
                 let parts = chunked_fill2(n, none, None, |r, _, _| {
                     let (a, b) = (&a[r.clone()], &b[r.clone()]);
-                    with_factors!(w, pw, r, |w, pw| vectorized(
-                        #[inline(always)]
-                        || fused_chunk(item, a, b, w, pw, one, true, unit, None, None)
-                    ))
+                    with_factors!(w, pw, r, |w, pw| vectorized_fma!(|FMA| {
+                        fused_chunk::<T, FMA>(item, a, b, w, pw, one, true, unit, None, None)
+                    }))
                 });
                 let (s, bad) = sum_pairs(&parts);
                 if bad > T::zero() {
