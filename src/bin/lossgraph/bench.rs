@@ -29,7 +29,10 @@ use std::time::{Duration, Instant};
 /// By default the system allocator runs as is, so fresh output buffers pay
 /// their page faults (glibc returns blocks of 32 MiB and more to the kernel
 /// on free); --retain-heap keeps freed memory for reuse, as a caching
-/// allocator would, to show the kernels' own cost.
+/// allocator would, to show the kernels' own cost. --huge-pages backs blocks
+/// of 2 MiB and more with transparent huge pages (Linux), which makes both
+/// page faults and TLB misses rarer on large tensors; a program of your own
+/// gets the same from glibc with GLIBC_TUNABLES=glibc.malloc.hugetlb=1.
 ///
 /// Examples:
 ///   lossgraph bench --quick
@@ -56,6 +59,18 @@ pub struct Args {
     /// buffers included.
     #[arg(long)]
     retain_heap: bool,
+    /// Advise the kernel to back heap blocks of 2 MiB and more with
+    /// transparent huge pages (Linux, THP not `never`); combines with
+    /// --retain-heap.
+    #[arg(long)]
+    huge_pages: bool,
+    /// Before each timed repetition run the same flavor once untimed, so that
+    /// a repetition meets the caches as a loop of its own op leaves them (a
+    /// training step's steady state) rather than as the other flavor left
+    /// them: a naive run leaves the last-level cache full of dirty lines,
+    /// whose write-back the next fused run would otherwise pay.
+    #[arg(long)]
+    warm_each: bool,
 }
 
 /// A result row.
@@ -93,6 +108,7 @@ fn time_pair(
     inputs: &[(String, Tensor<f32>)],
     max_reps: usize,
     exact: bool,
+    warm_each: bool,
 ) -> Result<(Timing, Timing), String> {
     run_once(c, Flavor::Fused, inputs)?;
     run_once(c, Flavor::Naive, inputs)?;
@@ -101,6 +117,9 @@ fn time_pair(
     let (mut fused, mut naive) = (Vec::new(), Vec::new());
     while fused.len() < max_reps && (fused.len() < 3 || exact || start.elapsed() < budget) {
         for (flavor, times) in [(Flavor::Fused, &mut fused), (Flavor::Naive, &mut naive)] {
+            if warm_each {
+                run_once(c, flavor, inputs)?;
+            }
             let t = Instant::now();
             run_once(c, flavor, inputs)?;
             times.push(t.elapsed().as_secs_f64() * 1e3);
@@ -127,13 +146,13 @@ fn peak(c: &Call, flavor: Flavor, inputs: &[(String, Tensor<f32>)]) -> Result<Pe
     })
 }
 
-fn bench_spec(s: &Spec, max_reps: usize, exact: bool) -> Result<Row, String> {
+fn bench_spec(s: &Spec, max_reps: usize, exact: bool, warm_each: bool) -> Result<Row, String> {
     let Prepared {
         call: c,
         inputs,
         shape,
     } = prepare(s, 1)?;
-    let (fused, naive) = time_pair(&c, &inputs, max_reps, exact)?;
+    let (fused, naive) = time_pair(&c, &inputs, max_reps, exact, warm_each)?;
     let fused_peak = peak(&c, Flavor::Fused, &inputs)?;
     let naive_peak = peak(&c, Flavor::Naive, &inputs)?;
     Ok(Row {
@@ -153,7 +172,7 @@ fn mib(b: usize) -> String {
 }
 
 /// The conditions of a run, printed above the table.
-fn header(retain: bool, max_reps: usize) -> String {
+fn header(allocator: &str, max_reps: usize, warm_each: bool) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -165,14 +184,15 @@ fn header(retain: bool, max_reps: usize) -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     format!(
         "# {cpu}; {} rayon threads; kernels: {}; allocator: {}; up to {max_reps} reps, \
-         fused and naive alternating; ms = median (min also shown); peak = most heap \
+         fused and naive alternating{}; ms = median (min also shown); peak = most heap \
          above the start of a run; scr. = peak less the returned gradients",
         rayon::current_num_threads(),
         lossgraph::tensor::simd::isa(),
-        if retain {
-            "system, freed memory retained (--retain-heap)"
+        allocator,
+        if warm_each {
+            ", each after an untimed run of its own flavor (--warm-each)"
         } else {
-            "system"
+            ""
         },
     )
 }
@@ -189,8 +209,23 @@ pub fn run(args: Args) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if args.retain_heap && !crate::alloc::retain_heap() {
-        eprintln!("lossgraph bench: --retain-heap needs glibc's malloc; measuring as is");
+    let mut allocator = String::from("system");
+    if args.retain_heap {
+        if crate::alloc::retain_heap() {
+            allocator.push_str(", freed memory retained (--retain-heap)");
+        } else {
+            eprintln!("lossgraph bench: --retain-heap needs glibc's malloc; measuring as is");
+        }
+    }
+    if args.huge_pages {
+        if crate::alloc::huge_pages() {
+            allocator.push_str(", transparent huge pages for blocks >= 2 MiB (--huge-pages)");
+        } else {
+            eprintln!(
+                "lossgraph bench: --huge-pages needs Linux with transparent huge pages \
+                 enabled; measuring without"
+            );
+        }
     }
     let max_reps = args.reps.unwrap_or(if args.quick { 3 } else { 15 });
     let exact = args.reps.is_some();
@@ -203,7 +238,7 @@ pub fn run(args: Args) -> ExitCode {
     let mut failed = false;
     for s in &specs {
         bar.set_message(format!("{} {}x{}", s.op, s.size.n, s.size.c));
-        match bench_spec(s, max_reps, exact) {
+        match bench_spec(s, max_reps, exact, args.warm_each) {
             Ok(r) => rows.push(r),
             Err(e) => {
                 bar.println(format!("{}: error: {e}", s.op));
@@ -213,7 +248,7 @@ pub fn run(args: Args) -> ExitCode {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    println!("{}", header(args.retain_heap, max_reps));
+    println!("{}", header(&allocator, max_reps, args.warm_each));
     println!(
         "{:<22} {:<26} {:>9} {:>9} {:>8} {:>9} {:>9} {:>11} {:>11} {:>11} {:>11}",
         "op",
