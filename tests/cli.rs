@@ -1,6 +1,7 @@
 //! The `lossgraph` command end to end: plot writes real SVG and PNG files,
-//! gradcheck and conformance print their summary lines and exit 0, and
-//! `plot --help` documents every preset.
+//! gradcheck and conformance print their summary lines and exit 0,
+//! `plot --help` documents every preset, and `bench` runs one op and writes
+//! its JSON row.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -136,4 +137,44 @@ fn plot_help_names_every_preset() {
     }
     assert!(help.contains("Examples:"));
     assert!(help.contains("--against"));
+}
+
+#[test]
+fn bench_one_op_writes_its_row_and_names_the_heap_modes() {
+    let out = tmp("bench_contrastive.json");
+    let o = lossgraph(&[
+        "bench",
+        "--op",
+        "contrastive",
+        "--reps",
+        "1",
+        "--retain-heap",
+        "--warm-each",
+        "--json",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    let header = text.lines().next().unwrap_or_default();
+    assert!(header.contains("(--warm-each)"), "{header}");
+    // where malloc is not glibc's the mode is refused on stderr instead
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        assert!(header.contains("(--retain-heap)"), "{header}");
+    }
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row["op"], "contrastive");
+    assert!(row["fused_ms"].as_f64().unwrap() > 0.0);
+    // the naive twin keeps its intermediate tensors on the tape
+    assert!(row["naive_peak_bytes"].as_u64().unwrap() > row["fused_peak_bytes"].as_u64().unwrap());
+}
+
+#[test]
+fn bench_rejects_an_unknown_op() {
+    let o = lossgraph(&["bench", "--op", "msee", "--huge-pages"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no benchmark for op"));
 }
