@@ -17,6 +17,10 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 fn tmp(name: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_file(&p);
@@ -41,7 +45,7 @@ fn plot_regression_preset_writes_svg_and_png() {
         "--out",
         svg.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{}", stderr(&o));
     let text = std::fs::read_to_string(&svg).expect("the svg exists");
     assert!(text.starts_with("<svg"), "not an svg");
     assert!(
@@ -67,7 +71,7 @@ fn plot_regression_preset_writes_svg_and_png() {
         "--out",
         png.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{}", stderr(&o));
     let bytes = std::fs::read(&png).expect("the png exists");
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     assert!(
@@ -95,7 +99,7 @@ fn plot_rejects_bad_requests_with_a_message() {
     ] {
         let o = lossgraph(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8_lossy(&o.stderr);
+        let err = stderr(&o);
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
@@ -153,7 +157,7 @@ fn bench_one_op_writes_its_row_and_names_the_heap_modes() {
         "--json",
         out.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     let header = text.lines().next().unwrap_or_default();
     assert!(header.contains("(--warm-each)"), "{header}");
@@ -176,5 +180,5 @@ fn bench_one_op_writes_its_row_and_names_the_heap_modes() {
 fn bench_rejects_an_unknown_op() {
     let o = lossgraph(&["bench", "--op", "msee", "--huge-pages"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no benchmark for op"));
+    assert!(stderr(&o).contains("no benchmark for op"));
 }
