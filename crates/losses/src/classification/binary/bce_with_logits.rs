@@ -34,8 +34,48 @@ pub struct BceWithLogitsOptions<T: Float> {
     pub pos_weight: Option<Tensor<T>>,
 }
 
+/// The exponential part of one logit `z`: `e^−|z|` (which never
+/// overflows) and `σ(±z)`, from one exponential and one division.
+pub(super) struct Sigmoid<T> {
+    /// `e^−|z|`, in `(0, 1]`; below f32's normal range it is 0 (the losses
+    /// and gradients then differ from the exact ones by less than 1e-38).
+    pub e: T,
+    /// `u = 1 + e` (rounded), in `[1, 2]`, and `1/u = σ(|z|)`.
+    pub u: T,
+    pub inv_u: T,
+    /// `σ(z)`, `σ(−z)`.
+    pub s: T,
+    pub sm: T,
+}
+
+impl<T: Float> Sigmoid<T> {
+    /// `FMA`: see [`Item::eval`]. The sign of `z` picks between computed
+    /// values (a select, no branch).
+    #[inline(always)]
+    pub fn new<const FMA: bool>(z: T) -> Self {
+        let one = T::one();
+        let e = (-z.abs()).exp_nonpos::<FMA>();
+        // σ(|z|) = 1/u and σ(−|z|) = e/u
+        let u = one + e;
+        let big = one / u;
+        let small = e * big;
+        let (s, sm) = if z >= T::zero() {
+            (big, small)
+        } else {
+            (small, big)
+        };
+        Sigmoid {
+            e,
+            u,
+            inv_u: big,
+            s,
+            sm,
+        }
+    }
+}
+
 /// What the logit-space losses need of one logit `z`, all from one
-/// `e^−|z|` (which never overflows): `σ(±z)` and `softplus(±z)`.
+/// `e^−|z|`: `σ(±z)` and `softplus(±z)`.
 pub(super) struct Logit<T> {
     /// `σ(z)`, `σ(−z)`.
     pub s: T,
@@ -47,27 +87,15 @@ pub(super) struct Logit<T> {
 
 impl<T: Float> Logit<T> {
     /// One exponential, one log and one division, shared by the loss and
-    /// its gradient; the sign of `z` picks between computed values (a
-    /// select, no branch). `FMA`: see [`Item::eval`].
+    /// its gradient. `FMA`: see [`Item::eval`].
     #[inline(always)]
     pub fn new<const FMA: bool>(z: T) -> Self {
         let (zero, one) = (T::zero(), T::one());
-        // in (0, 1]; below f32's normal range it is 0 (the losses and
-        // gradients then differ from the exact ones by less than 1e-38)
-        let e = (-z.abs()).exp_nonpos::<FMA>();
-        // σ(|z|) = 1/u and σ(−|z|) = e/u, with u = 1 + e (rounded) in [1, 2]
-        let u = one + e;
-        let big = one / u;
-        let small = e * big;
+        let Sigmoid { e, u, inv_u, s, sm } = Sigmoid::new::<FMA>(z);
         // log1p(e^−|z|), which the softplus of either sign adds to
         // max(±z, 0): log u plus what the rounding of u lost, (e − (u − 1))/u
         // (the usual log1p correction; it is e itself once u rounds to 1)
-        let l = u.ln_normal::<FMA>() + (e - (u - one)) * big;
-        let (s, sm) = if z >= zero {
-            (big, small)
-        } else {
-            (small, big)
-        };
+        let l = u.ln_normal::<FMA>() + (e - (u - one)) * inv_u;
         Logit {
             s,
             sm,
@@ -86,6 +114,21 @@ impl<T: Float> Item<T> for BceWithLogitsItem {
     #[inline(always)]
     fn eval<const FMA: bool>(&self, z: T, y: T, pw: T) -> (T, T, T) {
         item::<T, FMA>(z, y, pw)
+    }
+
+    const LOG1P_SPLIT: bool = true;
+
+    /// With `pw = 1` both softplus terms share `log1p(e^−|z|)` with
+    /// coefficients `y` and `1 − y`, which add up to 1: the loss is
+    /// `y·max(−z, 0) + (1 − y)·max(z, 0) + log1p(e^−|z|)`. The gradients are
+    /// [`Self::eval`]'s at `pw = 1`, bit for bit.
+    #[inline(always)]
+    fn eval_log1p_split<const FMA: bool>(&self, z: T, y: T) -> (T, T, T, T) {
+        let (zero, one) = (T::zero(), T::one());
+        let sg = Sigmoid::new::<FMA>(z);
+        let rest = y * (-z).max(zero) + (one - y) * z.max(zero);
+        let dz = (one - y) * sg.s - y * sg.sm;
+        (rest, sg.e, dz, -z)
     }
 }
 
@@ -334,6 +377,48 @@ mod tests {
         let (out64, _, _) = eval_in(|a, b| bce_with_logits(a, b, &opts(Reduction::None)), &z, &y);
         let want = Tensor::from_slice(&[100.0, 100.0, 5e3, 2.5e3, 0.0, 0.0]);
         assert_close("f64 loss", &out64, &want, 1e-15);
+    }
+
+    /// `sum` without weights gathers the `log1p` terms of many elements
+    /// into one logarithm (`weighted::add_log1p`); `none` takes each
+    /// element's own. Over several blocks and a ragged tail, with logits
+    /// from 0 (where every term is `log 2`, the largest) to ±1e4, the two
+    /// agree in f64 to rounding and in f32 with the f64 value.
+    #[test]
+    fn gathered_logs_match_per_element_losses() {
+        let n = 5003;
+        let mut z = Tensor::randn([n], 0.0, 4.0, 21).unwrap().to_vec();
+        z[..700].fill(0.0);
+        for (i, v) in z[700..760].iter_mut().enumerate() {
+            *v = if i % 2 == 0 { 1e4 } else { -1e4 };
+        }
+        let z = Tensor::from_vec(z, [n]).unwrap();
+        let y = uniform(&[n], 0.0, 1.0, 22);
+        let (each, _, _) = eval_in(|a, b| bce_with_logits(a, b, &opts(Reduction::None)), &z, &y);
+        let want: f64 = each.to_vec().iter().sum();
+        let (sum64, _, _) = eval_in(|a, b| bce_with_logits(a, b, &opts(Reduction::Sum)), &z, &y);
+        let got = sum64.to_vec()[0];
+        assert!((got - want).abs() <= 1e-12 * want, "f64: {got} vs {want}");
+        let o32 = BceWithLogitsOptions::<f32> {
+            reduction: Reduction::Sum,
+            ..Default::default()
+        };
+        let (sum32, _, _) = eval_in(|a, b| bce_with_logits(a, b, &o32), &z, &y);
+        let got = sum32.to_vec()[0];
+        assert!((got - want).abs() <= 1e-6 * want, "f32: {got} vs {want}");
+        // every term log 2: the lanes' products reach their largest
+        let (zero, half) = (Tensor::zeros([n]), Tensor::full([n], 0.5));
+        let (sum64, _, _) = eval_in(
+            |a, b| bce_with_logits(a, b, &opts(Reduction::Sum)),
+            &zero,
+            &half,
+        );
+        let want = n as f64 * std::f64::consts::LN_2;
+        let got = sum64.to_vec()[0];
+        assert!(
+            (got - want).abs() <= 1e-13 * want,
+            "log 2 × n: {got} vs {want}"
+        );
     }
 
     #[test]

@@ -43,11 +43,25 @@ pub(super) fn broadcast_option<T: Float>(
 /// costly parts (an `exp`, a `log`); a pass that needs only some of the
 /// three gets the others optimised away. Mark `eval` `#[inline(always)]`
 /// so that the vectorised loops inline it, however large it is.
-pub(super) trait Item<T>: Send + Sync + 'static {
+pub(super) trait Item<T: Float>: Send + Sync + 'static {
     /// The values at one element; with `FMA` the polynomials may use fused
     /// multiply-adds (the loops instantiate it so only where the CPU has
     /// them, see [`vectorized_fma`]).
     fn eval<const FMA: bool>(&self, a: T, b: T, pw: T) -> (T, T, T);
+
+    /// Whether [`Self::eval_log1p_split`] takes a logarithm out of the
+    /// loss, so that a sum of losses at `w = pw = 1` can gather many of
+    /// them into one ([`add_log1p`]).
+    const LOG1P_SPLIT: bool = false;
+
+    /// At `pw = 1`: `(r, t, ∂a, ∂b)` with the loss `f = r + log1p(t)` for
+    /// some `t ∈ [0, 1]`, the logarithm not taken. By default `t = 0` and
+    /// `r` the whole loss.
+    #[inline(always)]
+    fn eval_log1p_split<const FMA: bool>(&self, a: T, b: T) -> (T, T, T, T) {
+        let (f, da, db) = self.eval::<FMA>(a, b, T::one());
+        (f, T::zero(), da, db)
+    }
 }
 
 /// Evaluate `$body` compiled for the widest instruction set this CPU has
@@ -77,6 +91,8 @@ macro_rules! vectorized_fma {
 /// absent (so the loops carry no per-element branch on whether the option
 /// was given).
 trait Factor<T>: Copy {
+    /// Whether the factor is 1 for every element ([`One`]).
+    const ONE: bool = false;
     /// The factor of element `i` of the chunk.
     fn at(self, i: usize) -> T;
     /// The factors of elements `r` of the chunk.
@@ -88,6 +104,7 @@ trait Factor<T>: Copy {
 struct One;
 
 impl<T: Float> Factor<T> for One {
+    const ONE: bool = true;
     #[inline(always)]
     fn at(self, _: usize) -> T {
         T::one()
@@ -235,6 +252,85 @@ fn block<T: Float, const FMA: bool>(
     }
 }
 
+/// [`block`] for a sum of losses at `w = pw = 1` whose item splits off
+/// a `log1p` ([`Item::eval_log1p_split`]): puts `r_i` into `rest`, `t_i`
+/// into `t` (so that the loss is `Σ r + Σ log1p t`) and `u_i·∂` into `da`
+/// and `db`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn block_split<T: Float, const FMA: bool>(
+    rest: impl Sink<T>,
+    da: impl Sink<T>,
+    db: impl Sink<T>,
+    t: &mut [T],
+    item: &impl Item<T>,
+    a: &[T],
+    b: &[T],
+    u: impl Factor<T>,
+) {
+    let n = a.len();
+    let (b, t, u) = (&b[..n], &mut t[..n], u.slice(0..n));
+    let (mut rest, mut da, mut db) = (rest.first(n), da.first(n), db.first(n));
+    for i in 0..n {
+        let (r, ti, x, y) = item.eval_log1p_split::<FMA>(a[i], b[i]);
+        rest.put(i, r);
+        t[i] = ti;
+        let u = u.at(i);
+        da.put(i, u * x);
+        db.put(i, u * y);
+    }
+}
+
+/// Lanes of [`add_log1p`]'s running products: four vectors of 16 `f32`,
+/// so that four short dependency chains run side by side.
+const LOG_LANES: usize = 64;
+
+/// Add `Σ log1p(tᵢ)` for `tᵢ ∈ [0, 1]` into the lanes of `logs`, with one
+/// logarithm per lane rather than per term, since a sum of logarithms is the
+/// logarithm of a product: lane `j` keeps `Eⱼ = Π(1 + tᵢ) − 1` over its
+/// terms, updated as `E + t + E·t` (all terms non-negative, so each step
+/// rounds by a couple of ulp relative to `E`, and a small `t` is not lost to
+/// the rounding of `1 + t`), then adds `log1p(Eⱼ)`. A block of [`BLOCK`]
+/// terms gives each lane 4 of them, so `1 + E ≤ 16`. The lanes are summed
+/// once per chunk, not per block: a horizontal sum is a chain of dependent
+/// additions. For `bce_with_logits` the logarithm was as costly as the rest
+/// of the loss and its gradient together.
+#[inline(always)]
+fn add_log1p<T: Float, const FMA: bool>(t: &[T], logs: &mut [T; LOG_LANES]) {
+    let one = T::one();
+    let mut acc = [T::zero(); LOG_LANES];
+    let groups = t.chunks_exact(LOG_LANES);
+    let tail = groups.remainder();
+    for g in groups {
+        for (e, &t) in acc.iter_mut().zip(g) {
+            *e = *e * t + (*e + t);
+        }
+    }
+    for (e, &t) in acc.iter_mut().zip(tail) {
+        *e = *e * t + (*e + t);
+    }
+    // log1p(E) as log u plus what the rounding of u = 1 + E lost
+    for (l, &e) in logs.iter_mut().zip(&acc) {
+        let u = one + e;
+        *l += u.ln_normal::<FMA>() + (e - (u - one)) / u;
+    }
+}
+
+/// Add `v` into `lanes` lane-wise (`vᵢ` into lane `i mod LOG_LANES`).
+#[inline(always)]
+fn add_to_lanes<T: Float>(v: &[T], lanes: &mut [T; LOG_LANES]) {
+    let groups = v.chunks_exact(LOG_LANES);
+    let tail = groups.remainder();
+    for g in groups {
+        for (l, &x) in lanes.iter_mut().zip(g) {
+            *l += x;
+        }
+    }
+    for (l, &x) in lanes.iter_mut().zip(tail) {
+        *l += x;
+    }
+}
+
 /// Elements per block of [`fused_chunk`]: its losses wait in a stack buffer
 /// of this many values, then are summed lane-wise.
 const BLOCK: usize = 256;
@@ -259,20 +355,22 @@ fn fused_chunk<T: Float, const FMA: bool>(
 ) -> (T, T) {
     match up {
         Upstream::Same(u) => {
-            fused_chunk_u::<T, FMA>(item, a, b, w, pw, Same(u), with_sum, unit, da, db)
+            fused_chunk_u::<T, FMA, _, _, _>(item, a, b, w, pw, Same(u), with_sum, unit, da, db)
         }
-        Upstream::Each(g) => fused_chunk_u::<T, FMA>(item, a, b, w, pw, g, with_sum, unit, da, db),
+        Upstream::Each(g) => {
+            fused_chunk_u::<T, FMA, _, _, _>(item, a, b, w, pw, g, with_sum, unit, da, db)
+        }
     }
 }
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn fused_chunk_u<T: Float, const FMA: bool>(
-    item: &impl Item<T>,
+fn fused_chunk_u<T: Float, const FMA: bool, F: Item<T>, W: Factor<T>, P: Factor<T>>(
+    item: &F,
     a: &[T],
     b: &[T],
-    w: impl Factor<T>,
-    pw: impl Factor<T>,
+    w: W,
+    pw: P,
     u: impl Factor<T>,
     with_sum: bool,
     unit: [bool; 2],
@@ -280,6 +378,12 @@ fn fused_chunk_u<T: Float, const FMA: bool>(
     mut db: Option<&mut [MaybeUninit<T>]>,
 ) -> (T, T) {
     let mut buf = [T::zero(); BLOCK];
+    // the split-off log1p arguments, when the loss's logs are gathered
+    let split = with_sum && F::LOG1P_SPLIT && W::ONE && P::ONE;
+    let mut ts = [T::zero(); BLOCK];
+    // with the split, the block's losses go into these lane sums, summed
+    // across once per chunk
+    let mut lanes = [T::zero(); LOG_LANES];
     let (mut total, mut bad) = (T::zero(), T::zero());
     let mut s = 0;
     while s < a.len() {
@@ -290,9 +394,21 @@ fn fused_chunk_u<T: Float, const FMA: bool>(
         let db = db.as_deref_mut().map(|d| &mut d[r.clone()]);
         let (ab, bb) = (&a[r.clone()], &b[r.clone()]);
         let (wb, pb, ub) = (w.slice(r.clone()), pw.slice(r.clone()), u.slice(r));
-        with_sinks!(losses, da, db, block::<FMA>(item, ab, bb, wb, pb, ub));
-        if with_sum {
-            total += simd::sum(&buf[..e - s]);
+        if split {
+            let t = &mut ts[..e - s];
+            with_sinks!(
+                losses,
+                da,
+                db,
+                block_split::<FMA>(&mut *t, item, ab, bb, ub)
+            );
+            add_to_lanes(&buf[..e - s], &mut lanes);
+            add_log1p::<T, FMA>(t, &mut lanes);
+        } else {
+            with_sinks!(losses, da, db, block::<FMA>(item, ab, bb, wb, pb, ub));
+            if with_sum {
+                total += simd::sum(&buf[..e - s]);
+            }
         }
         // the input checks, on the block while it is in cache
         if unit[0] {
@@ -302,6 +418,9 @@ fn fused_chunk_u<T: Float, const FMA: bool>(
             bad += count_where(bb, outside_unit);
         }
         s = e;
+    }
+    if split {
+        total += simd::sum(&lanes);
     }
     (total, bad)
 }
