@@ -368,6 +368,44 @@ pub fn sum<T: Float>(x: &[T]) -> T {
     s
 }
 
+/// A sum over many slices kept in `L` lanes (element `i` of each slice
+/// into lane `i mod L`) and summed across once, by [`LaneSum::total`].
+///
+/// For a kernel that sums a small block at a time: a sum across lanes is a
+/// chain of dependent additions, and such a chain after every block holds
+/// up the retirement of the work behind it; lane-wise additions do not.
+/// The order of the additions depends only on the slices, so the result
+/// is as reproducible as [`sum`]'s.
+#[derive(Clone, Copy, Debug)]
+pub struct LaneSum<T> {
+    lanes: [T; L],
+}
+
+impl<T: Float> Default for LaneSum<T> {
+    fn default() -> Self {
+        LaneSum {
+            lanes: [T::zero(); L],
+        }
+    }
+}
+
+impl<T: Float> LaneSum<T> {
+    /// Add `v` lane-wise.
+    #[inline(always)]
+    pub fn add(&mut self, v: &[T]) {
+        let tail = add_lanes(&mut self.lanes, v);
+        for (l, &x) in self.lanes.iter_mut().zip(tail) {
+            *l += x;
+        }
+    }
+
+    /// The sum of everything added.
+    #[inline(always)]
+    pub fn total(self) -> T {
+        fold_lanes(self.lanes)
+    }
+}
+
 /// Where a kernel writes a value: an initialised element, or a slot of an
 /// output being built without a zero fill first.
 pub trait Store<T> {
@@ -580,6 +618,23 @@ mod tests {
             return 0;
         }
         (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs() as u32
+    }
+
+    /// Slices of every length up to 200, added one after another, sum to
+    /// what one sum over their concatenation gives (integers: exact).
+    #[test]
+    fn lane_sum_adds_every_element_once() {
+        let mut lanes = LaneSum::default();
+        let mut all = Vec::new();
+        for n in 0..200 {
+            let v: Vec<f64> = (0..n)
+                .map(|i| (i * 7 % 13) as f64 - 6.0 + n as f64)
+                .collect();
+            lanes.add(&v);
+            all.extend(v);
+        }
+        assert_eq!(lanes.total(), all.iter().sum::<f64>());
+        assert_eq!(LaneSum::<f32>::default().total(), 0.0);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::common::{
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::parallel::PAR_THRESHOLD;
-use lossgraph_tensor::simd::{self, vectorized};
+use lossgraph_tensor::simd::{self, vectorized, LaneSum};
 use lossgraph_tensor::{Float, Shape, Tensor};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -147,7 +147,8 @@ fn chunk_pass<T: Float, const K: usize>(
     let any_grad = outs.iter().any(Option::is_some);
     let mut lbuf = [T::zero(); BLOCK];
     let mut gbuf = [[T::zero(); BLOCK]; K];
-    let mut total = T::zero();
+    // summed across once, not per block (see `LaneSum`)
+    let mut total = LaneSum::default();
     let mut s = 0;
     while s < n {
         let e = (s + BLOCK).min(n);
@@ -183,7 +184,7 @@ fn chunk_pass<T: Float, const K: usize>(
             (false, false) => {}
         }
         if with_sum {
-            total += simd::sum(lb);
+            total.add(lb);
         }
         for (o, g) in outs.iter_mut().zip(gb.iter()) {
             if let Some(o) = o.as_deref_mut() {
@@ -192,7 +193,7 @@ fn chunk_pass<T: Float, const K: usize>(
         }
         s = e;
     }
-    total
+    total.total()
 }
 
 /// `o_i = u_i·g_i` over `g.len()` elements (writes every slot of `o`).

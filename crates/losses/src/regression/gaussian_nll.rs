@@ -18,7 +18,7 @@ use crate::common::{
     UnitGrads, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
-use lossgraph_tensor::simd::{self, vectorized};
+use lossgraph_tensor::simd::{self, vectorized, LaneSum};
 use lossgraph_tensor::{Error, Float, Shape, Tensor};
 use std::mem::MaybeUninit;
 
@@ -148,7 +148,8 @@ impl<T: Float> GaussianNll<T> {
     ) -> T {
         let n = x[0].len();
         let mut buf = [T::zero(); BLOCK];
-        let mut total = T::zero();
+        // summed across once, not per block (see `LaneSum`)
+        let mut total = LaneSum::default();
         let mut s = 0;
         while s < n {
             let e = (s + BLOCK).min(n);
@@ -165,11 +166,11 @@ impl<T: Float> GaussianNll<T> {
                 }
             }
             if SUM {
-                total += simd::sum(&buf[..e - s]);
+                total.add(&buf[..e - s]);
             }
             s = e;
         }
-        total
+        total.total()
     }
 
     /// One pass over the inputs: `Σℓ` (when `with_sum`; backward does not

@@ -10,7 +10,7 @@ use crate::common::{
     Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
-use lossgraph_tensor::simd::{self, vectorized, Store};
+use lossgraph_tensor::simd::{self, vectorized, LaneSum, Store};
 use lossgraph_tensor::{broadcasts_to, Error, Float, Shape, Tensor};
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -285,7 +285,7 @@ fn block_split<T: Float, const FMA: bool>(
 /// so that four short dependency chains run side by side.
 const LOG_LANES: usize = 64;
 
-/// Add `Σ log1p(tᵢ)` for `tᵢ ∈ [0, 1]` into the lanes of `logs`, with one
+/// Add `Σ log1p(tᵢ)` for `tᵢ ∈ [0, 1]` into `sums`, with one
 /// logarithm per lane rather than per term, since a sum of logarithms is the
 /// logarithm of a product: lane `j` keeps `Eⱼ = Π(1 + tᵢ) − 1` over its
 /// terms, updated as `E + t + E·t` (all terms non-negative, so each step
@@ -296,7 +296,7 @@ const LOG_LANES: usize = 64;
 /// additions. For `bce_with_logits` the logarithm was as costly as the rest
 /// of the loss and its gradient together.
 #[inline(always)]
-fn add_log1p<T: Float, const FMA: bool>(t: &[T], logs: &mut [T; LOG_LANES]) {
+fn add_log1p<T: Float, const FMA: bool>(t: &[T], sums: &mut LaneSum<T>) {
     let one = T::one();
     let mut acc = [T::zero(); LOG_LANES];
     let groups = t.chunks_exact(LOG_LANES);
@@ -310,25 +310,11 @@ fn add_log1p<T: Float, const FMA: bool>(t: &[T], logs: &mut [T; LOG_LANES]) {
         *e = *e * t + (*e + t);
     }
     // log1p(E) as log u plus what the rounding of u = 1 + E lost
-    for (l, &e) in logs.iter_mut().zip(&acc) {
-        let u = one + e;
-        *l += u.ln_normal::<FMA>() + (e - (u - one)) / u;
+    for e in acc.iter_mut() {
+        let u = one + *e;
+        *e = u.ln_normal::<FMA>() + (*e - (u - one)) / u;
     }
-}
-
-/// Add `v` into `lanes` lane-wise (`vᵢ` into lane `i mod LOG_LANES`).
-#[inline(always)]
-fn add_to_lanes<T: Float>(v: &[T], lanes: &mut [T; LOG_LANES]) {
-    let groups = v.chunks_exact(LOG_LANES);
-    let tail = groups.remainder();
-    for g in groups {
-        for (l, &x) in lanes.iter_mut().zip(g) {
-            *l += x;
-        }
-    }
-    for (l, &x) in lanes.iter_mut().zip(tail) {
-        *l += x;
-    }
+    sums.add(&acc);
 }
 
 /// Elements per block of [`fused_chunk`]: its losses wait in a stack buffer
@@ -381,10 +367,9 @@ fn fused_chunk_u<T: Float, const FMA: bool, F: Item<T>, W: Factor<T>, P: Factor<
     // the split-off log1p arguments, when the loss's logs are gathered
     let split = with_sum && F::LOG1P_SPLIT && W::ONE && P::ONE;
     let mut ts = [T::zero(); BLOCK];
-    // with the split, the block's losses go into these lane sums, summed
-    // across once per chunk
-    let mut lanes = [T::zero(); LOG_LANES];
-    let (mut total, mut bad) = (T::zero(), T::zero());
+    // the blocks' losses, summed across once per chunk (see `LaneSum`)
+    let mut sums = LaneSum::default();
+    let mut bad = T::zero();
     let mut s = 0;
     while s < a.len() {
         let e = (s + BLOCK).min(a.len());
@@ -402,12 +387,12 @@ fn fused_chunk_u<T: Float, const FMA: bool, F: Item<T>, W: Factor<T>, P: Factor<
                 db,
                 block_split::<FMA>(&mut *t, item, ab, bb, ub)
             );
-            add_to_lanes(&buf[..e - s], &mut lanes);
-            add_log1p::<T, FMA>(t, &mut lanes);
+            sums.add(&buf[..e - s]);
+            add_log1p::<T, FMA>(t, &mut sums);
         } else {
             with_sinks!(losses, da, db, block::<FMA>(item, ab, bb, wb, pb, ub));
             if with_sum {
-                total += simd::sum(&buf[..e - s]);
+                sums.add(&buf[..e - s]);
             }
         }
         // the input checks, on the block while it is in cache
@@ -419,10 +404,7 @@ fn fused_chunk_u<T: Float, const FMA: bool, F: Item<T>, W: Factor<T>, P: Factor<
         }
         s = e;
     }
-    if split {
-        total += simd::sum(&lanes);
-    }
-    (total, bad)
+    (sums.total(), bad)
 }
 
 /// The chunks' `(sum, count)` pairs added up, each in chunk order.
