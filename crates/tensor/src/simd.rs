@@ -39,6 +39,9 @@ const L: usize = 64;
 /// elements: one AVX-512 `f32` vector (`L` is a multiple of it).
 const W: usize = 16;
 
+/// Bytes per cache line (x86-64 and most others).
+const LINE: usize = 64;
+
 /// Run `f` compiled for the widest instruction set this CPU supports.
 ///
 /// Mark the closure `#[inline(always)]` (`vectorized(#[inline(always)] || …)`)
@@ -500,7 +503,7 @@ pub fn exp_shift_sum<T: Float>(x: &[T], m: T, out: &mut [impl Store<T>]) -> T {
 }
 
 /// [`exp_shift_sum`] that also asks the CPU to fetch `ahead` (say, the next
-/// row) into cache, one line per 16 elements, so memory stays busy while
+/// row) into cache, every cache line of it, so memory stays busy while
 /// this row's exponentials are computed from cache.
 #[inline(always)]
 pub fn exp_shift_sum_ahead<T: Float>(x: &[T], m: T, out: &mut [impl Store<T>], ahead: &[T]) -> T {
@@ -523,7 +526,13 @@ fn exp_shift_sum_k<T: Float, const FMA: bool>(
     let (cx, co) = (x.chunks_exact(L), out.chunks_exact_mut(L));
     let rx = cx.remainder();
     for (k, (x, o)) in cx.zip(co).enumerate() {
-        if let Some(a) = ahead.get(k * L) {
+        // every cache line of the next L elements of `ahead`
+        for a in ahead
+            .iter()
+            .skip(k * L)
+            .take(L)
+            .step_by(LINE / size_of::<T>())
+        {
             prefetch(a);
         }
         for j in 0..L {
