@@ -127,9 +127,16 @@ impl<T: Float> Item<T> for BceWithLogitsItem {
         let (zero, one) = (T::zero(), T::one());
         let sg = Sigmoid::new::<FMA>(z);
         let rest = y * (-z).max(zero) + (one - y) * z.max(zero);
-        let dz = (one - y) * sg.s - y * sg.sm;
-        (rest, sg.e, dz, -z)
+        (rest, sg.e, grad_logit(y, one, sg.s, sg.sm), -z)
     }
+}
+
+/// `∂ℓ/∂z = (1 − y)·σ(z) − pw·y·σ(−z)`, for both the per-element loss and
+/// the one whose logarithm is gathered (at `pw = 1`, where `pw·y` is `y`
+/// exactly, so the two agree bit for bit).
+#[inline(always)]
+fn grad_logit<T: Float>(y: T, pw: T, s: T, sm: T) -> T {
+    (T::one() - y) * s - pw * y * sm
 }
 
 #[inline(always)]
@@ -137,7 +144,7 @@ fn item<T: Float, const FMA: bool>(z: T, y: T, pw: T) -> (T, T, T) {
     let one = T::one();
     let lg = Logit::new::<FMA>(z);
     let loss = pw * y * lg.sn + (one - y) * lg.sp;
-    let dz = (one - y) * lg.s - pw * y * lg.sm;
+    let dz = grad_logit(y, pw, lg.s, lg.sm);
     // exactly −z without pos_weight (softplus(−z) − softplus(z) rounds)
     let dy = if pw == one { -z } else { pw * lg.sn - lg.sp };
     (loss, dz, dy)
