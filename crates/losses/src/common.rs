@@ -307,7 +307,9 @@ fn loss_loop<T: Float>(loss: &impl Fn(T, T) -> T, a: &[T], b: &[T], out: &mut [M
 
 /// `da_i = u_i·∂a(a_i, b_i)`, `db_i = u_i·∂b(a_i, b_i)` for the outputs that
 /// are present (vectorisable: one loop per case, no branch inside); writes
-/// every slot of each present output, which must be `a.len()` long.
+/// every slot of each present output, which must be `a.len()` long. With
+/// `stream` (for outputs far larger than the cache, [`simd::streams`]) the
+/// same values are written with streaming stores.
 #[inline(always)]
 pub(crate) fn grad_loop<T: Float>(
     grad: impl Fn(usize, T, T) -> (T, T),
@@ -316,14 +318,63 @@ pub(crate) fn grad_loop<T: Float>(
     up: Upstream<'_, T>,
     da: Option<&mut [MaybeUninit<T>]>,
     db: Option<&mut [MaybeUninit<T>]>,
+    stream: bool,
 ) {
-    match up {
-        Upstream::Same(u) => grad_loop_u(&grad, a, b, |_| u, da, db),
-        Upstream::Each(g) => {
+    match (up, stream) {
+        (Upstream::Same(u), false) => grad_loop_u(&grad, a, b, |_| u, da, db),
+        (Upstream::Same(u), true) => grad_loop_streamed(&grad, a, b, |_| u, da, db),
+        (Upstream::Each(g), false) => {
             let g = &g[..a.len()];
             grad_loop_u(&grad, a, b, |i| g[i], da, db)
         }
+        (Upstream::Each(g), true) => {
+            let g = &g[..a.len()];
+            grad_loop_streamed(&grad, a, b, |i| g[i], da, db)
+        }
     }
+}
+
+/// [`grad_loop_u`] for outputs far larger than the cache
+/// ([`simd::streams`]): block by block ([`simd::stream_blocks`]) into
+/// scratch blocks that stay in L1, each copied out with streaming stores, so
+/// the outputs' lines are not read from memory before they are overwritten.
+/// The values are the same as [`grad_loop_u`]'s, element for element.
+#[inline(always)]
+fn grad_loop_streamed<T: Float>(
+    grad: &impl Fn(usize, T, T) -> (T, T),
+    a: &[T],
+    b: &[T],
+    u: impl Fn(usize) -> T,
+    mut da: Option<&mut [MaybeUninit<T>]>,
+    mut db: Option<&mut [MaybeUninit<T>]>,
+) {
+    let n = a.len();
+    let mut sa = [MaybeUninit::<T>::uninit(); simd::STREAM_BLOCK];
+    let mut sb = [MaybeUninit::<T>::uninit(); simd::STREAM_BLOCK];
+    let lead = da.as_deref().or(db.as_deref());
+    let head = lead.map_or(0, |o| simd::line_offset(o.as_ptr()));
+    for r in simd::stream_blocks(head, n) {
+        let (s, m) = (r.start, r.len());
+        let (ab, bb) = (&a[r.clone()], &b[r.clone()]);
+        let (ga, gb) = (&mut sa[..m], &mut sb[..m]);
+        grad_loop_u(
+            &|k, x, y| grad(s + k, x, y),
+            ab,
+            bb,
+            |k| u(s + k),
+            da.is_some().then_some(&mut *ga),
+            db.is_some().then_some(&mut *gb),
+        );
+        // SAFETY: grad_loop_u wrote every slot of each scratch block whose
+        // output is present.
+        if let Some(d) = da.as_deref_mut() {
+            simd::copy_streaming(unsafe { assume_init(ga) }, &mut d[r.clone()]);
+        }
+        if let Some(d) = db.as_deref_mut() {
+            simd::copy_streaming(unsafe { assume_init(gb) }, &mut d[r]);
+        }
+    }
+    simd::stream_fence();
 }
 
 #[inline(always)]
@@ -730,6 +781,7 @@ pub(crate) fn sum_and_grads<T: Float>(
     with_sum: bool,
 ) -> (T, Vec<Option<Vec<T>>>) {
     let (loss, grad) = (&loss, &grad);
+    let stream = simd::streams::<T>(a.len());
     let (parts, grads) = fill_two_grads(a.len(), need, |sa, sb| {
         chunked_fill2(a.len(), sa, sb, |r, da, db| {
             let (a, b, up) = (&a[r.clone()], &b[r.clone()], up.range(r));
@@ -754,6 +806,7 @@ pub(crate) fn sum_and_grads<T: Float>(
                         up,
                         da,
                         db,
+                        stream,
                     );
                     s
                 },

@@ -60,6 +60,8 @@ pub fn mse_naive<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &MseOptions) ->
 mod tests {
     use super::*;
     use crate::testing::{check_family, Case};
+    use lossgraph_autodiff::Tape;
+    use lossgraph_tensor::{simd, Tensor};
 
     #[test]
     fn mse_gradcheck_and_twin() {
@@ -75,6 +77,36 @@ mod tests {
                 |v| mse(&v[0], &v[1], &o),
                 |v| mse_naive(&v[0], &v[1], &o),
             );
+        }
+    }
+
+    /// Gradients above `simd::STREAM_MIN_BYTES` are staged in scratch blocks
+    /// and streamed out; under `sum` each element's gradient must equal, bit
+    /// for bit, the one from a small slice (written the plain way), for both
+    /// inputs at once.
+    #[test]
+    fn streamed_gradients_match_small_slices() {
+        let (n, part) = (2_100_003, 300_000);
+        assert!(simd::streams::<f32>(n) && !simd::streams::<f32>(part));
+        let p = Tensor::<f32>::randn([n], 0.0, 2.0, 31).unwrap();
+        let t = Tensor::<f32>::randn([n], 0.5, 1.0, 32).unwrap();
+        let o = MseOptions {
+            reduction: Reduction::Sum,
+        };
+        let run = |p: &[f32], t: &[f32]| {
+            let tape = Tape::<f32>::new();
+            let p = tape.leaf(Tensor::from_vec(p.to_vec(), [p.len()]).unwrap());
+            let t = tape.leaf(Tensor::from_vec(t.to_vec(), [t.len()]).unwrap());
+            let g = mse(&p, &t, &o).unwrap().backward().unwrap();
+            let (gp, gt) = (g.get(&p).unwrap(), g.get(&t).unwrap());
+            (gp.as_slice().to_vec(), gt.as_slice().to_vec())
+        };
+        let (gp, gt) = run(p.as_slice(), t.as_slice());
+        for s in (0..n).step_by(part) {
+            let e = (s + part).min(n);
+            let (sp, st) = run(&p.as_slice()[s..e], &t.as_slice()[s..e]);
+            assert_eq!(sp, gp[s..e], "pred, from {s}");
+            assert_eq!(st, gt[s..e], "target, from {s}");
         }
     }
 }
