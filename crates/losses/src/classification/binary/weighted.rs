@@ -255,7 +255,9 @@ fn block<T: Float, const FMA: bool>(
 /// [`block`] for a sum of losses at `w = pw = 1` whose item splits off
 /// a `log1p` ([`Item::eval_log1p_split`]): puts `r_i` into `rest`, `t_i`
 /// into `t` (so that the loss is `Σ r + Σ log1p t`) and `u_i·∂` into `da`
-/// and `db`.
+/// and `db`. Adds to `outside` how many `b_i` lie outside `[0, 1]`: counted
+/// in the same loop (an integer count, which vectorises), a few operations
+/// where a second pass over the block cost more.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn block_split<T: Float, const FMA: bool>(
@@ -267,10 +269,12 @@ fn block_split<T: Float, const FMA: bool>(
     a: &[T],
     b: &[T],
     u: impl Factor<T>,
+    outside: &mut usize,
 ) {
     let n = a.len();
     let (b, t, u) = (&b[..n], &mut t[..n], u.slice(0..n));
     let (mut rest, mut da, mut db) = (rest.first(n), da.first(n), db.first(n));
+    let mut count = 0;
     for i in 0..n {
         let (r, ti, x, y) = item.eval_log1p_split::<FMA>(a[i], b[i]);
         rest.put(i, r);
@@ -278,7 +282,9 @@ fn block_split<T: Float, const FMA: bool>(
         let u = u.at(i);
         da.put(i, u * x);
         db.put(i, u * y);
+        count += usize::from(outside_unit(b[i]));
     }
+    *outside += count;
 }
 
 /// Lanes of [`add_log1p`]'s running products: four vectors of 16 `f32`,
@@ -379,14 +385,22 @@ fn fused_chunk_u<T: Float, const FMA: bool, F: Item<T>, W: Factor<T>, P: Factor<
         let db = db.as_deref_mut().map(|d| &mut d[r.clone()]);
         let (ab, bb) = (&a[r.clone()], &b[r.clone()]);
         let (wb, pb, ub) = (w.slice(r.clone()), pw.slice(r.clone()), u.slice(r));
+        // the input checks, on the block while it is in cache (the split
+        // loop counts `b`'s itself)
+        let mut check_b = unit[1];
         if split {
             let t = &mut ts[..e - s];
+            let mut outside = 0;
             with_sinks!(
                 losses,
                 da,
                 db,
-                block_split::<FMA>(&mut *t, item, ab, bb, ub)
+                block_split::<FMA>(&mut *t, item, ab, bb, ub, &mut outside)
             );
+            if check_b {
+                bad += T::of(outside as f64);
+                check_b = false;
+            }
             sums.add(&buf[..e - s]);
             add_log1p::<T, FMA>(t, &mut sums);
         } else {
@@ -395,11 +409,10 @@ fn fused_chunk_u<T: Float, const FMA: bool, F: Item<T>, W: Factor<T>, P: Factor<
                 sums.add(&buf[..e - s]);
             }
         }
-        // the input checks, on the block while it is in cache
         if unit[0] {
             bad += count_where(ab, outside_unit);
         }
-        if unit[1] {
+        if check_b {
             bad += count_where(bb, outside_unit);
         }
         s = e;
