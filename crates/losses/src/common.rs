@@ -320,17 +320,31 @@ pub(crate) fn grad_loop<T: Float>(
     db: Option<&mut [MaybeUninit<T>]>,
     stream: bool,
 ) {
-    match (up, stream) {
-        (Upstream::Same(u), false) => grad_loop_u(&grad, a, b, |_| u, da, db),
-        (Upstream::Same(u), true) => grad_loop_streamed(&grad, a, b, |_| u, da, db),
-        (Upstream::Each(g), false) => {
+    match up {
+        Upstream::Same(u) => grad_loop_with(&grad, a, b, |_| u, da, db, stream),
+        Upstream::Each(g) => {
             let g = &g[..a.len()];
-            grad_loop_u(&grad, a, b, |i| g[i], da, db)
+            grad_loop_with(&grad, a, b, |i| g[i], da, db, stream)
         }
-        (Upstream::Each(g), true) => {
-            let g = &g[..a.len()];
-            grad_loop_streamed(&grad, a, b, |i| g[i], da, db)
-        }
+    }
+}
+
+/// [`grad_loop`] for one kind of upstream gradient `u`: the plain or the
+/// streamed loop.
+#[inline(always)]
+fn grad_loop_with<T: Float>(
+    grad: &impl Fn(usize, T, T) -> (T, T),
+    a: &[T],
+    b: &[T],
+    u: impl Fn(usize) -> T,
+    da: Option<&mut [MaybeUninit<T>]>,
+    db: Option<&mut [MaybeUninit<T>]>,
+    stream: bool,
+) {
+    if stream {
+        grad_loop_streamed(grad, a, b, u, da, db)
+    } else {
+        grad_loop_u(grad, a, b, u, da, db)
     }
 }
 

@@ -387,7 +387,6 @@ fn fused_chunk_u<T: Float, const FMA: bool, F: Item<T>, W: Factor<T>, P: Factor<
         let (wb, pb, ub) = (w.slice(r.clone()), pw.slice(r.clone()), u.slice(r));
         // the input checks, on the block while it is in cache (the split
         // loop counts `b`'s itself)
-        let mut check_b = unit[1];
         if split {
             let t = &mut ts[..e - s];
             let mut outside = 0;
@@ -397,9 +396,8 @@ fn fused_chunk_u<T: Float, const FMA: bool, F: Item<T>, W: Factor<T>, P: Factor<
                 db,
                 block_split::<FMA>(&mut *t, item, ab, bb, ub, &mut outside)
             );
-            if check_b {
+            if unit[1] {
                 bad += T::of(outside as f64);
-                check_b = false;
             }
             sums.add(&buf[..e - s]);
             add_log1p::<T, FMA>(t, &mut sums);
@@ -412,7 +410,7 @@ fn fused_chunk_u<T: Float, const FMA: bool, F: Item<T>, W: Factor<T>, P: Factor<
         if unit[0] {
             bad += count_where(ab, outside_unit);
         }
-        if check_b {
+        if unit[1] && !split {
             bad += count_where(bb, outside_unit);
         }
         s = e;
