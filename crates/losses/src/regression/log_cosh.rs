@@ -18,25 +18,47 @@ pub struct LogCoshOptions {
     pub reduction: Reduction,
 }
 
-/// `log(cosh r)` without overflow or cancellation, branch-free (both forms
-/// are computed and one selected, so a loop of it vectorises).
+/// `k = e^{−|r|} − 1 ∈ (−1, 0]`, the one exponential the loss and its
+/// gradient are both built from (inlined into one loop, the two share it).
+#[inline(always)]
+fn em1_neg_abs<T: Float>(r: T) -> T {
+    (-r.abs()).fast_exp_m1()
+}
+
+/// `log(cosh r)` without overflow or cancellation, branch-free (both
+/// arguments are computed and one selected, so a loop of it vectorises),
+/// from `k = e^{−a} − 1`, `a = |r|`, and one `log1p`.
 ///
-/// For `|r| ≥ 1`: `|r| + log1p(e^(−2|r|)) − log 2` (no overflow for any `r`).
-/// Below 1 that form cancels (`|r| − log 2 + log(2 − …)` to get `≈ ½r²`), so
-/// there it uses the equal `log1p(m²/(2(1 + m)))` with `m = e^|r| − 1` (as
-/// `cosh r − 1 = (e^r − 1)²/(2e^r)`), accurate to a few ulps down to the
-/// smallest residuals.
+/// For `a ≥ 1`: `a − log 2 + log1p(e^{−2a})`, `e^{−2a} = (1 + k)²` (no
+/// overflow for any `r`; once `e^{−a}` is below f32's resolution near 1 the
+/// term it loses is below `e^{−2a}`, far under an ulp of the loss). Below 1
+/// that form cancels (`a − log 2 + log(2 − …)` to get `≈ ½r²`), so there it
+/// uses `log1p(cosh a − 1)` with `cosh a − 1 = k²/(2(1 + k))`, accurate to a
+/// few ulps down to the smallest residuals (`k ≈ −a` there, without
+/// cancellation).
 #[inline(always)]
 fn log_cosh_stable<T: Float>(r: T) -> T {
     let a = r.abs();
-    let m = a.fast_exp_m1();
-    let near = (m * m / (T::of(2.0) * (T::one() + m))).fast_ln_1p();
-    let far = a + (T::of(-2.0) * a).fast_exp().fast_ln_1p() - T::LN_2();
-    if a < T::one() {
-        near
+    let k = em1_neg_abs(r);
+    let e = T::one() + k; // e^{−a}
+    let near = a < T::one();
+    let arg = if near {
+        k * k / (T::of(2.0) * e)
     } else {
-        far
-    }
+        e * e
+    };
+    let base = if near { T::zero() } else { a - T::LN_2() };
+    base + arg.fast_ln_1p()
+}
+
+/// `tanh r` from the same `k = e^{−|r|} − 1`: with `e^{−2|r|} − 1 =
+/// k(2 + k)` (no cancellation), `tanh |r| = −k(2 + k)/(2 + k(2 + k))`,
+/// signed as `r`.
+#[inline(always)]
+fn tanh_from_k<T: Float>(r: T) -> T {
+    let k = em1_neg_abs(r);
+    let d = k * (T::of(2.0) + k);
+    (-d / (T::of(2.0) + d)).copysign(r)
 }
 
 /// Log-cosh loss of `pred − target`, reduced.
@@ -70,7 +92,7 @@ pub fn log_cosh<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &LogCoshOptions)
         |p: T, t: T| log_cosh_stable(p - t),
         #[inline(always)]
         |p: T, t: T| {
-            let g = (p - t).fast_tanh();
+            let g = tanh_from_k(p - t);
             (g, -g)
         },
     )
@@ -160,6 +182,29 @@ mod tests {
             assert!(
                 (got32 - want32).abs()
                     <= 4.0 * f32::EPSILON as f64 * want32 + f32::MIN_POSITIVE as f64,
+                "f32 r = {r}: {got32:e} vs {want32:e}"
+            );
+        }
+    }
+
+    #[test]
+    fn gradient_is_tanh_to_a_few_ulps() {
+        let mut rs: Vec<f64> = (-400..=400).map(|i| i as f64 * 0.05).collect();
+        rs.extend([
+            1e-30, 1e-8, 1e-3, 0.3, 0.999, 1.001, 9.0, 17.0, 40.0, 1e4, 1e30,
+        ]);
+        for r in rs.iter().flat_map(|&r| [r, -r]) {
+            let want = r.tanh();
+            let got = tanh_from_k(r);
+            assert!(
+                (got - want).abs() <= 4.0 * f64::EPSILON * want.abs(),
+                "r = {r}: {got:e} vs {want:e}"
+            );
+            let x = r as f32;
+            let want32 = (x as f64).tanh();
+            let got32 = tanh_from_k(x) as f64;
+            assert!(
+                (got32 - want32).abs() <= 4.0 * f32::EPSILON as f64 * want32.abs(),
                 "f32 r = {r}: {got32:e} vs {want32:e}"
             );
         }
