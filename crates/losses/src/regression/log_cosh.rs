@@ -19,7 +19,8 @@ pub struct LogCoshOptions {
 }
 
 /// `k = e^{−|r|} − 1 ∈ (−1, 0]`, the one exponential the loss and its
-/// gradient are both built from (inlined into one loop, the two share it).
+/// gradient are each built from. They run as separate passes over the data
+/// (the gradient pass streams its output), so each computes `k` once.
 #[inline(always)]
 fn em1_neg_abs<T: Float>(r: T) -> T {
     (-r.abs()).fast_exp_m1()
