@@ -24,7 +24,7 @@ impl Mlp {
                 let bound = (1.0 / w[0] as f64).sqrt();
                 (
                     Tensor::rand_uniform([w[1], w[0]], -bound, bound, i as u64).unwrap(),
-                    Tensor::zeros([w[1]]),
+                    Tensor::zeros([w[1]]).unwrap(),
                 )
             })
             .collect();

@@ -204,7 +204,7 @@ impl Model {
         let mut params = ParamStore::new();
         let (w, b) = match method {
             Method::Dpo(_) => (world.w0.clone(), world.b0.clone()), // π starts as π_ref
-            Method::BradleyTerry => (Tensor::zeros([K, DP]), Tensor::zeros([K])),
+            Method::BradleyTerry => (Tensor::zeros([K, DP])?, Tensor::zeros([K])?),
         };
         params.add("w", w)?;
         params.add("b", b)?;

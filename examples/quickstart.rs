@@ -16,9 +16,9 @@ fn main() -> Result<()> {
 
     // parameters, stored [out, in] like PyTorch's nn.Linear
     let mut w1 = Tensor::<f32>::randn([32, 1], 0.0, 1.0, 1)?;
-    let mut b1 = Tensor::<f32>::zeros([32]);
+    let mut b1 = Tensor::<f32>::zeros([32])?;
     let mut w2 = Tensor::<f32>::randn([1, 32], 0.0, (1.0f64 / 32.0).sqrt(), 2)?;
-    let mut b2 = Tensor::<f32>::zeros([1]);
+    let mut b2 = Tensor::<f32>::zeros([1])?;
     let lr = 0.05f32;
 
     for step in 0..=600 {

@@ -303,7 +303,7 @@ fn sequence_weights(b: &Batch) -> Result<[Vec<f64>; 2]> {
     for (k, per_row) in [false, true].into_iter().enumerate() {
         let tape = Tape::<f32>::new();
         // any per-token losses will do: the weights do not depend on them
-        let losses = tape.leaf(Tensor::ones([b.rows, T]));
+        let losses = tape.leaf(Tensor::ones([b.rows, T])?);
         let mean = masked_mean(
             &losses,
             &tape.constant(b.mask.clone()),

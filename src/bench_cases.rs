@@ -108,7 +108,7 @@ pub fn prepare(s: &Spec, seed: u64) -> Result<Prepared, String> {
     // the f64 copies are not needed any more: keep only what the op reads
     for (n, _) in &inputs {
         c.inputs
-            .insert(n.clone(), InputValue::Real(Tensor::zeros([0])));
+            .insert(n.clone(), InputValue::Real(Tensor::from_slice(&[])));
     }
     let shape = match s.op {
         "linear_cross_entropy" => format!(
@@ -157,7 +157,7 @@ pub fn run_once(
     let out = b.output.value();
     let g = b
         .output
-        .backward_with(Tensor::ones(out.shape().clone()))
+        .backward_with(out.ones_like())
         .map_err(|e| e.to_string())?;
     let bytes = vars
         .values()

@@ -180,7 +180,7 @@ impl CustomOp<f64> for Poly1BadGradient {
         &self,
         _: &BackwardCtx<'_, f64, RowStats<f64>>,
     ) -> Result<Vec<Option<Tensor<f64>>>> {
-        Ok(vec![self.shape.then(|| Tensor::zeros([1]))])
+        Ok(vec![self.shape.then(|| Tensor::zeros([1]).unwrap())])
     }
 }
 
@@ -322,12 +322,12 @@ fn fast_mode_catches_the_wrong_backward_too() {
 fn an_op_without_backward_fails_loudly() {
     let t = ids(&[1, 0]);
     let tape = Tape::<f64>::new();
-    let z = tape.leaf(Tensor::zeros([2, 3]));
+    let z = tape.leaf(Tensor::zeros([2, 3]).unwrap());
     let y = tape.apply(Poly1NoBackward(op_for(&t, 1.0)), &[&z]).unwrap();
     let err = y.sum_all().unwrap().backward().unwrap_err();
     assert!(matches!(err, Error::NoBackward { .. }), "{err}");
     // on constants nothing needs a gradient, and forward alone is fine
-    let c = tape.constant(Tensor::zeros([2, 3]));
+    let c = tape.constant(Tensor::zeros([2, 3]).unwrap());
     let y = tape.apply(Poly1NoBackward(op_for(&t, 1.0)), &[&c]).unwrap();
     assert!((y.value().to_vec()[0] - (3f64.ln() + 2.0 / 3.0)).abs() < 1e-12);
 }
@@ -347,7 +347,7 @@ fn poly1_is_finite_for_huge_logits_in_f32() {
 #[test]
 fn poly1_rejects_bad_input() {
     let tape = Tape::<f64>::new();
-    let z = tape.leaf(Tensor::zeros([2, 3]));
+    let z = tape.leaf(Tensor::zeros([2, 3]).unwrap());
     let e = poly1(&z, &ids(&[0, 3]), 1.0).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidTarget);
     let e = poly1(&z, &ids(&[0]), 1.0).unwrap_err();
@@ -359,7 +359,7 @@ fn a_backward_that_breaks_the_contract_is_an_error() {
     let t = ids(&[1, 0]);
     for shape in [true, false] {
         let tape = Tape::<f64>::new();
-        let z = tape.leaf(Tensor::zeros([2, 3]));
+        let z = tape.leaf(Tensor::zeros([2, 3]).unwrap());
         let op = Poly1BadGradient {
             inner: op_for(&t, 1.0),
             shape,

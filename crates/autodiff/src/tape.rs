@@ -344,7 +344,7 @@ impl<T: Float> Gradients<T> {
     pub fn get_or_zeros(&self, var: &Var<T>) -> Tensor<T> {
         self.get(var)
             .cloned()
-            .unwrap_or_else(|| Tensor::zeros(var.shape()))
+            .unwrap_or_else(|| var.value().zeros_like())
     }
     /// Take a leaf's gradient out of the store.
     pub fn take(&mut self, var: &Var<T>) -> Option<Tensor<T>> {
@@ -411,7 +411,7 @@ impl<T: Float> Var<T> {
                 shape: shape.dims().to_vec(),
             });
         }
-        self.tape.backward_from(self.id, Tensor::ones(shape))
+        self.tape.backward_from(self.id, Tensor::ones(shape)?)
     }
     /// Backpropagate an explicit output gradient (a vector–Jacobian product).
     ///

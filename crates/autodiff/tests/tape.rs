@@ -169,7 +169,7 @@ fn dropping_the_tape_frees_the_step() {
     for _ in 0..3 {
         let tape = Tape::new();
         let wv = tape.leaf(w.clone());
-        let x = tape.constant(Tensor::ones([8, 32]));
+        let x = tape.constant(Tensor::ones([8, 32]).unwrap());
         let loss = x.matmul(&wv).unwrap().tanh().unwrap().mean_all().unwrap();
         let g = loss.backward().unwrap();
         assert_eq!(g.get(&wv).unwrap().dims(), &[32, 32]);

@@ -89,7 +89,7 @@ fn views<'a>(encoded: &'a Encoded<'_>, dtype: Dtype) -> Result<Vec<(&'a str, Ten
 /// params.add("w", Tensor::from_vec(vec![1.0, -0.5], [2])?)?;
 /// let bytes = checkpoint::to_bytes(&params)?;
 /// let mut other = ParamStore::<f32>::new();
-/// other.add("w", Tensor::zeros([2]))?;
+/// other.add("w", Tensor::zeros([2])?)?;
 /// checkpoint::from_bytes(&bytes, &mut other)?;
 /// assert_eq!(other.get("w").unwrap().to_vec(), vec![1.0, -0.5]);
 /// # Ok::<(), lossgraph_autodiff::Error>(())

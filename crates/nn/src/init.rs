@@ -125,11 +125,11 @@ impl Init {
             }
         };
         if dims.iter().product::<usize>() == 0 {
-            return Ok(Tensor::zeros(dims)); // nothing to draw
+            return Ok(Tensor::zeros(dims)?); // nothing to draw
         }
         let uniform = |b: f64, rng: &mut R| -> Result<Tensor<T>> {
             if b == 0.0 {
-                return Ok(Tensor::zeros(dims));
+                return Ok(Tensor::zeros(dims)?);
             }
             Ok(Tensor::rand_uniform_with(dims, -b, b, rng)?)
         };
@@ -154,7 +154,7 @@ impl Init {
             }
             Init::Uniform { low, high } => Ok(Tensor::rand_uniform_with(dims, low, high, rng)?),
             Init::Normal { mean, std } => Ok(Tensor::randn_with(dims, mean, std, rng)?),
-            Init::Constant(c) => Ok(Tensor::full(dims, T::of(c))),
+            Init::Constant(c) => Ok(Tensor::full(dims, T::of(c))?),
         }
     }
 

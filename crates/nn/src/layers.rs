@@ -167,7 +167,7 @@ impl Linear {
             ));
         }
         let weight = params.add(wn, w)?;
-        let bias = params.add(bn, Tensor::zeros([out_features]))?;
+        let bias = params.add(bn, Tensor::zeros([out_features])?)?;
         Ok(Linear {
             weight,
             bias,
@@ -262,7 +262,7 @@ impl<T: Float> Module<T> for Sequential<T> {
 /// assert_eq!(params.names(), vec!["mlp.0.weight", "mlp.0.bias", "mlp.1.weight", "mlp.1.bias"]);
 /// let tape = Tape::new();
 /// let bound = params.bind(&tape);
-/// let y = mlp.forward(&bound, &tape.constant(Tensor::zeros([5, 4])))?;
+/// let y = mlp.forward(&bound, &tape.constant(Tensor::zeros([5, 4])?))?;
 /// assert_eq!(y.dims(), vec![5, 3]);
 /// # Ok::<(), lossgraph_autodiff::Error>(())
 /// ```

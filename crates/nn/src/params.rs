@@ -67,10 +67,10 @@ impl ParamId {
 /// use lossgraph_nn::ParamStore;
 /// use lossgraph_tensor::Tensor;
 /// let mut params = ParamStore::<f32>::new();
-/// let w = params.add("w", Tensor::zeros([2, 3]))?;
+/// let w = params.add("w", Tensor::zeros([2, 3])?)?;
 /// assert_eq!(params.value(w)?.dims(), &[2, 3]);
 /// assert_eq!(params.names(), vec!["w"]);
-/// assert!(params.add("w", Tensor::zeros([1])).is_err()); // names are unique
+/// assert!(params.add("w", Tensor::zeros([1])?).is_err()); // names are unique
 /// # Ok::<(), lossgraph_autodiff::Error>(())
 /// ```
 #[derive(Debug, Clone)]

@@ -34,7 +34,7 @@ fn model<T: Float>(vals: Vec<T>) -> ParamStore<T> {
     p.add("layer.0.bias", Tensor::randn([3], 0.0, 1.0, 5).unwrap())
         .unwrap();
     p.add("scalar", Tensor::scalar(T::of(7.25))).unwrap();
-    p.add("empty", Tensor::zeros([0, 4])).unwrap();
+    p.add("empty", Tensor::zeros([0, 4]).unwrap()).unwrap();
     p
 }
 
@@ -44,7 +44,7 @@ fn blank<T: Float>(like: &ParamStore<T>) -> ParamStore<T> {
     for q in like.iter() {
         p.add(
             q.name(),
-            Tensor::full(q.value().shape().clone(), T::of(-1.0)),
+            Tensor::full(q.value().shape().clone(), T::of(-1.0)).unwrap(),
         )
         .unwrap();
     }
@@ -99,7 +99,7 @@ fn reads_a_file_written_by_another_writer() {
     bytes.extend(1.0f32.to_le_bytes());
     bytes.extend((-2.0f32).to_le_bytes());
     let mut p = ParamStore::<f32>::new();
-    p.add("w", Tensor::zeros([1, 2])).unwrap();
+    p.add("w", Tensor::zeros([1, 2]).unwrap()).unwrap();
     checkpoint::from_bytes(&bytes, &mut p).unwrap();
     assert_eq!(p.get("w").unwrap().to_vec(), vec![1.0, -2.0]);
     // and what we write is that layout

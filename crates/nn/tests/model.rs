@@ -16,7 +16,7 @@ fn bind_shares_storage_and_collects_gradients() {
     let mut params = ParamStore::<f64>::new();
     let a = params.add("a", Tensor::from_slice(&[1.0, 2.0])).unwrap();
     let b = params.add("b", Tensor::from_slice(&[3.0])).unwrap();
-    let unused = params.add("unused", Tensor::zeros([4])).unwrap();
+    let unused = params.add("unused", Tensor::zeros([4]).unwrap()).unwrap();
     let tape = Tape::new();
     let bound = params.bind(&tape);
     let va = bound.var(a).unwrap();
@@ -43,8 +43,8 @@ fn bind_shares_storage_and_collects_gradients() {
 fn ids_from_another_store_are_errors() {
     let mut first = ParamStore::<f32>::new();
     let mut second = ParamStore::<f32>::new();
-    let a = first.add("a", Tensor::zeros([1])).unwrap();
-    second.add("a", Tensor::zeros([1])).unwrap();
+    let a = first.add("a", Tensor::zeros([1]).unwrap()).unwrap();
+    second.add("a", Tensor::zeros([1]).unwrap()).unwrap();
     assert_eq!(
         second.value(a).unwrap_err().kind(),
         ErrorKind::InvalidOption
@@ -53,27 +53,33 @@ fn ids_from_another_store_are_errors() {
     let bound = second.bind(&tape);
     assert_eq!(bound.var(a).unwrap_err().kind(), ErrorKind::InvalidOption);
     // a parameter added after bind() has no leaf on that tape
-    let late = second.add("late", Tensor::zeros([1])).unwrap();
+    let late = second.add("late", Tensor::zeros([1]).unwrap()).unwrap();
     assert!(bound.var(late).is_err());
 }
 
 #[test]
 fn store_names_and_set() {
     let mut params = ParamStore::<f32>::new();
-    params.add("w", Tensor::zeros([2, 2])).unwrap();
+    params.add("w", Tensor::zeros([2, 2]).unwrap()).unwrap();
     for bad in ["w", "", "__metadata__"] {
-        let e = params.add(bad, Tensor::zeros([1])).unwrap_err();
+        let e = params.add(bad, Tensor::zeros([1]).unwrap()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidOption, "{bad:?}");
     }
     assert_eq!(
-        params.set("w", Tensor::zeros([4])).unwrap_err().kind(),
+        params
+            .set("w", Tensor::zeros([4]).unwrap())
+            .unwrap_err()
+            .kind(),
         ErrorKind::ShapeMismatch
     );
     assert_eq!(
-        params.set("nope", Tensor::zeros([1])).unwrap_err().kind(),
+        params
+            .set("nope", Tensor::zeros([1]).unwrap())
+            .unwrap_err()
+            .kind(),
         ErrorKind::InvalidOption
     );
-    params.set("w", Tensor::ones([2, 2])).unwrap();
+    params.set("w", Tensor::ones([2, 2]).unwrap()).unwrap();
     assert_eq!(params.get("w").unwrap().to_vec(), vec![1.0; 4]);
     assert_eq!(params.num_elements(), 4);
     assert_eq!(params.id("w").map(|i| i.index()), Some(0));
@@ -215,7 +221,10 @@ fn linear_forward_and_gradients() {
     assert_eq!(grads.get(fc.bias()).unwrap().to_vec(), vec![2.0, 2.0]);
     // a wrong input width is an error, not a panic
     let tape = Tape::new();
-    let bad = fc.forward(&params.bind(&tape), &tape.constant(Tensor::zeros([2, 4])));
+    let bad = fc.forward(
+        &params.bind(&tape),
+        &tape.constant(Tensor::zeros([2, 4]).unwrap()),
+    );
     assert_eq!(bad.unwrap_err().kind(), ErrorKind::ShapeMismatch);
 }
 
@@ -323,7 +332,10 @@ fn mlp_and_sequential_shapes_and_errors() {
     assert_eq!(seq.len(), 3);
     let tape = Tape::new();
     let y = seq
-        .forward(&params.bind(&tape), &tape.constant(Tensor::ones([7, 3])))
+        .forward(
+            &params.bind(&tape),
+            &tape.constant(Tensor::ones([7, 3]).unwrap()),
+        )
         .unwrap();
     assert_eq!(y.dims(), vec![7, 1]);
 }
@@ -460,10 +472,10 @@ fn minibatch_regression_with_schedule_clipping_and_checkpoint() {
 #[test]
 fn value_and_grad_refuses_a_loss_on_another_tape() {
     let mut params = ParamStore::<f64>::new();
-    params.add("w", Tensor::ones([2])).unwrap();
+    params.add("w", Tensor::ones([2]).unwrap()).unwrap();
     let other = Tape::new();
     let e = params
-        .value_and_grad(|_| other.leaf(Tensor::ones([1])).sum_all())
+        .value_and_grad(|_| other.leaf(Tensor::ones([1])?).sum_all())
         .unwrap_err();
     assert!(
         matches!(e, lossgraph_autodiff::Error::TapeMismatch { .. }),

@@ -345,22 +345,25 @@ fn mismatched_gradients_change_nothing() {
     // wrong shape for the second parameter: checked before the first is touched
     let e = ParamGrads::new(
         &params,
-        vec![Some(Tensor::ones([2])), Some(Tensor::ones([2]))],
+        vec![
+            Some(Tensor::ones([2]).unwrap()),
+            Some(Tensor::ones([2]).unwrap()),
+        ],
     )
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ShapeMismatch);
-    let e = ParamGrads::new(&params, vec![Some(Tensor::ones([2]))]).unwrap_err();
+    let e = ParamGrads::new(&params, vec![Some(Tensor::ones([2]).unwrap())]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidOption);
 
     // gradients of another store
-    let foreign = ParamGrads::new(&other, vec![Some(Tensor::ones([2])), None]).unwrap();
+    let foreign = ParamGrads::new(&other, vec![Some(Tensor::ones([2]).unwrap()), None]).unwrap();
     let e = opt.step(&mut params, &foreign).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidOption);
     assert_eq!(params.get("a").unwrap().to_vec(), vec![1.0, 2.0]);
 
     // parameters added after the gradients were taken
-    let grads = ParamGrads::new(&params, vec![Some(Tensor::ones([2])), None]).unwrap();
-    params.add("c", Tensor::zeros([1])).unwrap();
+    let grads = ParamGrads::new(&params, vec![Some(Tensor::ones([2]).unwrap()), None]).unwrap();
+    params.add("c", Tensor::zeros([1]).unwrap()).unwrap();
     assert!(opt.step(&mut params, &grads).is_err());
     assert_eq!(params.get("a").unwrap().to_vec(), vec![1.0, 2.0]);
 }
@@ -375,9 +378,9 @@ fn an_optimizer_keeps_to_one_store() {
         ..Default::default()
     })
     .unwrap();
-    let g1 = ParamGrads::new(&first, vec![Some(Tensor::ones([2])), None]).unwrap();
+    let g1 = ParamGrads::new(&first, vec![Some(Tensor::ones([2]).unwrap()), None]).unwrap();
     opt.step(&mut first, &g1).unwrap();
-    let g2 = ParamGrads::new(&second, vec![Some(Tensor::ones([2])), None]).unwrap();
+    let g2 = ParamGrads::new(&second, vec![Some(Tensor::ones([2]).unwrap()), None]).unwrap();
     assert_eq!(
         opt.step(&mut second, &g2).unwrap_err().kind(),
         ErrorKind::InvalidOption
@@ -427,9 +430,9 @@ mod clip {
     }
     fn params() -> ParamStore<f64> {
         let mut p = ParamStore::new();
-        p.add("a", Tensor::zeros([2])).unwrap();
-        p.add("b", Tensor::zeros([5])).unwrap();
-        p.add("c", Tensor::zeros([1])).unwrap();
+        p.add("a", Tensor::zeros([2]).unwrap()).unwrap();
+        p.add("b", Tensor::zeros([5]).unwrap()).unwrap();
+        p.add("c", Tensor::zeros([1]).unwrap()).unwrap();
         p
     }
 

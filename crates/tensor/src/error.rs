@@ -18,6 +18,8 @@ pub enum ErrorKind {
     InvalidOption,
     /// A value outside its domain, e.g. a probability outside `[0, 1]`.
     InvalidValue,
+    /// A buffer too large to allocate (its size came from a shape).
+    OutOfMemory,
     /// Anything else (autodiff misuse, I/O, failed checks).
     Other,
 }
@@ -45,6 +47,14 @@ pub enum Error {
     /// A value outside the domain the op requires.
     #[error("{op}: invalid value: {reason}")]
     InvalidValue { op: String, reason: String },
+    /// The allocator refused a buffer of `bytes` for a tensor of `shape`
+    /// (the element count fits in `usize`, the memory does not exist).
+    #[error("{op}: cannot allocate {bytes} bytes for a tensor of shape {shape:?}")]
+    OutOfMemory {
+        op: String,
+        shape: Vec<usize>,
+        bytes: u128,
+    },
 }
 
 impl Error {
@@ -55,6 +65,7 @@ impl Error {
             Error::InvalidTarget { .. } => ErrorKind::InvalidTarget,
             Error::InvalidOption { .. } => ErrorKind::InvalidOption,
             Error::InvalidValue { .. } => ErrorKind::InvalidValue,
+            Error::OutOfMemory { .. } => ErrorKind::OutOfMemory,
         }
     }
 

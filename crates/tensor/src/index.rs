@@ -70,16 +70,18 @@ impl<T: Element> Tensor<T> {
         let (outer, n, inner) = self.shape().split_at_axis(axis);
         check_indices("index_select", idx, n)?;
         let x = self.as_slice();
-        let mut out = Vec::with_capacity(outer * idx.numel() * inner);
+        let mut dims = self.dims().to_vec();
+        dims[axis] = idx.numel();
+        let shape = Shape::from(dims);
+        // repeated indices can select more elements than `self` holds
+        let mut out = crate::alloc::try_with_capacity("index_select", &shape)?;
         for o in 0..outer {
             for &i in idx.as_slice() {
                 let s = (o * n + i as usize) * inner;
                 out.extend_from_slice(&x[s..s + inner]);
             }
         }
-        let mut dims = self.dims().to_vec();
-        dims[axis] = idx.numel();
-        Ok(Tensor::from_parts(out, Shape::from(dims)))
+        Ok(Tensor::from_parts(out, shape))
     }
 }
 
@@ -131,6 +133,8 @@ impl<T: Float> Tensor<T> {
         src: &Tensor<T>,
     ) -> Result<Tensor<T>> {
         shape.check_axis("scatter_add", axis)?;
+        // `shape` is the caller's: check its count before any stride product
+        shape.checked_numel("scatter_add")?;
         gather_shape_check(shape, axis, idx.shape())?;
         if idx.shape() != src.shape() {
             return Err(Error::shape(
@@ -141,7 +145,7 @@ impl<T: Float> Tensor<T> {
         }
         check_indices("scatter_add", idx, shape.dims()[axis])?;
         let xs = shape.strides();
-        let mut out = vec![T::zero(); shape.numel()];
+        let mut out = crate::alloc::try_filled("scatter_add", shape, T::zero())?;
         for_each_index(idx.dims(), |pos, flat| {
             let mut off = 0;
             for (d, &p) in pos.iter().enumerate() {
@@ -170,6 +174,8 @@ impl<T: Float> Tensor<T> {
         src: &Tensor<T>,
     ) -> Result<Tensor<T>> {
         shape.check_axis("index_add", axis)?;
+        // `shape` is the caller's: check its count before splitting it
+        shape.checked_numel("index_add")?;
         let (outer, n, inner) = shape.split_at_axis(axis);
         check_indices("index_add", idx, n)?;
         let mut want = shape.dims().to_vec();
@@ -181,7 +187,7 @@ impl<T: Float> Tensor<T> {
                 "source has the wrong shape",
             ));
         }
-        let mut out = vec![T::zero(); shape.numel()];
+        let mut out = crate::alloc::try_filled("index_add", shape, T::zero())?;
         let s = src.as_slice();
         let k = idx.numel();
         for o in 0..outer {
@@ -202,12 +208,14 @@ impl<T: Float> Tensor<T> {
     /// `InvalidTarget` for an id outside `[0, classes)`.
     pub fn one_hot(idx: &Tensor<i64>, classes: usize) -> Result<Tensor<T>> {
         check_indices("one_hot", idx, classes)?;
-        let mut out = vec![T::zero(); idx.numel() * classes];
+        let mut dims = idx.dims().to_vec();
+        dims.push(classes);
+        let shape = Shape::from(dims);
+        // `classes` comes from the caller: the product may wrap or not fit
+        let mut out = crate::alloc::try_filled("one_hot", &shape, T::zero())?;
         for (r, &c) in idx.as_slice().iter().enumerate() {
             out[r * classes + c as usize] = T::one();
         }
-        let mut dims = idx.dims().to_vec();
-        dims.push(classes);
-        Ok(Tensor::from_parts(out, Shape::from(dims)))
+        Ok(Tensor::from_parts(out, shape))
     }
 }

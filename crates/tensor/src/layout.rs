@@ -7,16 +7,21 @@ use crate::shape::{broadcast_strides, broadcasts_to, Shape};
 use crate::tensor::Tensor;
 
 /// Copy `src` (read through `strides`) into a fresh buffer of `shape`.
-fn gather_strided<T: Element>(src: &[T], shape: &Shape, strides: &[usize]) -> Vec<T> {
+fn gather_strided<T: Element>(
+    op: &str,
+    src: &[T],
+    shape: &Shape,
+    strides: &[usize],
+) -> Result<Vec<T>> {
     let dims = shape.dims();
-    let n = shape.numel();
-    let mut out = Vec::with_capacity(n);
+    let mut out = crate::alloc::try_with_capacity(op, shape)?;
+    let n = shape.numel(); // checked just above
     if n == 0 {
-        return out;
+        return Ok(out);
     }
     if dims.is_empty() {
         out.push(src[0]);
-        return out;
+        return Ok(out);
     }
     let nd = dims.len();
     let mut idx = vec![0usize; nd];
@@ -29,7 +34,7 @@ fn gather_strided<T: Element>(src: &[T], shape: &Shape, strides: &[usize]) -> Ve
         let mut d = nd - 1;
         loop {
             if d == 0 {
-                return out;
+                return Ok(out);
             }
             d -= 1;
             idx[d] += 1;
@@ -67,7 +72,7 @@ impl<T: Element> Tensor<T> {
         let strides: Vec<usize> = perm.iter().map(|&p| st[p]).collect();
         let shape = Shape::from(dims);
         Ok(Tensor::from_parts(
-            gather_strided(self.as_slice(), &shape, &strides),
+            gather_strided("permute", self.as_slice(), &shape, &strides)?,
             shape,
         ))
     }
@@ -142,9 +147,11 @@ impl<T: Element> Tensor<T> {
                 "shape does not broadcast",
             ));
         }
+        // the target shape is the caller's: its count is checked, and its
+        // buffer allocated fallibly, in `gather_strided`
         let strides = broadcast_strides(self.shape(), shape);
         Ok(Tensor::from_parts(
-            gather_strided(self.as_slice(), shape, &strides),
+            gather_strided("broadcast_to", self.as_slice(), shape, &strides)?,
             shape.clone(),
         ))
     }
@@ -199,19 +206,27 @@ impl<T: Element> Tensor<T> {
                     format!("dims must agree except along axis {axis}"),
                 ));
             }
-            total += p.dims()[axis];
+            // the same tensor may be passed many times: the sum can wrap
+            total = usize::checked_add(total, p.dims()[axis]).ok_or_else(|| {
+                Error::shape(
+                    "concat",
+                    &[first.dims()],
+                    format!("the joined length along axis {axis} overflows usize"),
+                )
+            })?;
         }
         let (outer, _, inner) = first.shape().split_at_axis(axis);
-        let mut out = Vec::with_capacity(outer * total * inner);
+        let mut dims = first.dims().to_vec();
+        dims[axis] = total;
+        let shape = Shape::from(dims);
+        let mut out = crate::alloc::try_with_capacity("concat", &shape)?;
         for o in 0..outer {
             for p in parts {
                 let n = p.dims()[axis] * inner;
                 out.extend_from_slice(&p.as_slice()[o * n..(o + 1) * n]);
             }
         }
-        let mut dims = first.dims().to_vec();
-        dims[axis] = total;
-        Ok(Tensor::from_parts(out, Shape::from(dims)))
+        Ok(Tensor::from_parts(out, shape))
     }
     /// Stack equal-shaped tensors along a new `axis` (0..=ndim).
     ///

@@ -19,6 +19,7 @@
 //! # Ok::<(), lossgraph_tensor::Error>(())
 //! ```
 
+mod alloc;
 mod binary;
 mod error;
 mod float;

@@ -5,6 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::shape::Shape;
 use crate::tensor::Tensor;
 
 /// Whether an operand is used as stored or transposed.
@@ -91,12 +92,15 @@ pub fn matmul_t<T: Float>(a: &Tensor<T>, ta: Trans, b: &Tensor<T>, tb: Trans) ->
     }
     let batch = ba.max(bb);
     let batched = a.ndim() == 3 || b.ndim() == 3;
-    let len = batch * m * n;
+    // [m, k]·[k, n] from two real buffers can still ask for m·n elements
+    // that do not fit (m = n = 2³³ with k = 0 holds no element at all)
+    let out_shape = Shape::from([batch, m, n]);
+    let len = out_shape.checked_numel(op)?;
     let out = if m == 0 || n == 0 || k == 0 {
-        vec![T::zero(); len]
+        crate::alloc::try_filled(op, &out_shape, T::zero())?
     } else {
         // No zero fill: with beta = 0 the product writes every element.
-        let mut out: Vec<T> = Vec::with_capacity(len);
+        let mut out: Vec<T> = crate::alloc::try_with_capacity(op, &out_shape)?;
         for i in 0..batch {
             let ap = &a.as_slice()[if ba == 1 { 0 } else { i * bsa }..];
             let bp = &b.as_slice()[if bb == 1 { 0 } else { i * bsb }..];

@@ -22,8 +22,43 @@ impl Shape {
         self.0.len()
     }
     /// Number of elements (1 for a scalar).
+    ///
+    /// Every shape a [`Tensor`](crate::Tensor) holds has passed
+    /// [`Shape::checked_numel`], so for those this product cannot wrap; for a
+    /// shape built from outside data call `checked_numel` first.
     pub fn numel(&self) -> usize {
         self.0.iter().product()
+    }
+    /// The number of elements, or `ShapeMismatch` for `op` when the shape's
+    /// extent overflows `usize`.
+    ///
+    /// The extent is the product of the dims with each 0 counted as 1: a
+    /// shape such as `[0, 2⁶², 2⁶²]` holds no element, but its strides would
+    /// still wrap, so it is rejected too.
+    ///
+    /// ```
+    /// use lossgraph_tensor::{ErrorKind, Shape};
+    /// assert_eq!(Shape::from([2, 3]).checked_numel("demo")?, 6);
+    /// assert_eq!(Shape::from([0, 5]).checked_numel("demo")?, 0);
+    /// let huge = Shape::from([1usize << 32, 1 << 32]);
+    /// assert_eq!(huge.checked_numel("demo").unwrap_err().kind(), ErrorKind::ShapeMismatch);
+    /// # Ok::<(), lossgraph_tensor::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `ShapeMismatch` on overflow.
+    pub fn checked_numel(&self, op: &str) -> Result<usize> {
+        let mut extent: usize = 1;
+        for &d in &self.0 {
+            extent = extent.checked_mul(d.max(1)).ok_or_else(|| {
+                Error::shape(
+                    op,
+                    &[self.dims()],
+                    "the element count overflows the address space",
+                )
+            })?;
+        }
+        Ok(if self.0.contains(&0) { 0 } else { extent })
     }
     /// Row-major strides, in elements.
     pub fn strides(&self) -> SmallVec<[usize; 4]> {
@@ -127,7 +162,9 @@ pub fn broadcast_shapes(op: &str, a: &Shape, b: &Shape) -> Result<Shape> {
             ));
         };
     }
-    Ok(Shape(out))
+    let out = Shape(out);
+    out.checked_numel(op)?;
+    Ok(out)
 }
 
 /// Strides for reading a tensor of shape `from` as if broadcast to `to`

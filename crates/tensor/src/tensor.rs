@@ -34,10 +34,11 @@ impl<T: Element> Tensor<T> {
     /// ```
     ///
     /// # Errors
-    /// `ShapeMismatch` when the shape's element count differs from `data.len()`.
+    /// `ShapeMismatch` when the shape's element count differs from `data.len()`
+    /// or overflows `usize`.
     pub fn from_vec(data: Vec<T>, shape: impl Into<Shape>) -> Result<Self> {
         let shape = shape.into();
-        if shape.numel() != data.len() {
+        if shape.checked_numel("from_vec")? != data.len() {
             return Err(Error::shape(
                 "from_vec",
                 &[shape.dims(), &[data.len()]],
@@ -74,9 +75,33 @@ impl<T: Element> Tensor<T> {
     }
 
     /// A tensor of `shape` with every element `v`.
-    pub fn full(shape: impl Into<Shape>, v: T) -> Self {
+    ///
+    /// ```
+    /// use lossgraph_tensor::{ErrorKind, Tensor};
+    /// assert_eq!(Tensor::full([2], 3i64)?.to_vec(), vec![3, 3]);
+    /// // a shape whose element count wraps, and one no allocator can give
+    /// let wraps = Tensor::full([1usize << 32, 1 << 32], 0.0f32).unwrap_err();
+    /// assert_eq!(wraps.kind(), ErrorKind::ShapeMismatch);
+    /// let huge = Tensor::full([1usize << 60], 0.0f32).unwrap_err();
+    /// assert_eq!(huge.kind(), ErrorKind::OutOfMemory);
+    /// # Ok::<(), lossgraph_tensor::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `ShapeMismatch` when the element count overflows `usize`;
+    /// `OutOfMemory` when the allocator refuses the buffer.
+    pub fn full(shape: impl Into<Shape>, v: T) -> Result<Self> {
         let shape = shape.into();
-        Self::from_parts(vec![v; shape.numel()], shape)
+        Ok(Self::from_parts(
+            crate::alloc::try_filled("full", &shape, v)?,
+            shape,
+        ))
+    }
+
+    /// A tensor shaped like `self` with every element `v`. Infallible in the
+    /// element count: `self`'s shape already holds a buffer.
+    pub fn full_like(&self, v: T) -> Self {
+        Self::from_parts(vec![v; self.numel()], self.shape.clone())
     }
 
     /// The shape.
@@ -139,10 +164,11 @@ impl<T: Element> Tensor<T> {
     /// The same data under a new shape with the same element count (no copy).
     ///
     /// # Errors
-    /// `ShapeMismatch` when the element counts differ.
+    /// `ShapeMismatch` when the element counts differ (or the new one
+    /// overflows `usize`).
     pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Self> {
         let shape = shape.into();
-        if shape.numel() != self.numel() {
+        if shape.checked_numel("reshape")? != self.numel() {
             return Err(Error::shape(
                 "reshape",
                 &[self.dims(), shape.dims()],
@@ -163,16 +189,38 @@ impl<T: Element> Tensor<T> {
 
 impl<T: Float> Tensor<T> {
     /// Zeros of `shape`.
-    pub fn zeros(shape: impl Into<Shape>) -> Self {
+    ///
+    /// # Errors
+    /// As [`Tensor::full`]: `ShapeMismatch` when the element count overflows,
+    /// `OutOfMemory` when the buffer cannot be allocated.
+    pub fn zeros(shape: impl Into<Shape>) -> Result<Self> {
         Self::full(shape, T::zero())
     }
     /// Ones of `shape`.
-    pub fn ones(shape: impl Into<Shape>) -> Self {
+    ///
+    /// # Errors
+    /// As [`Tensor::full`].
+    pub fn ones(shape: impl Into<Shape>) -> Result<Self> {
         Self::full(shape, T::one())
     }
+    /// Zeros shaped like `self` (infallible in the element count, as
+    /// [`Tensor::full_like`]).
+    pub fn zeros_like(&self) -> Self {
+        self.full_like(T::zero())
+    }
+    /// Ones shaped like `self`.
+    pub fn ones_like(&self) -> Self {
+        self.full_like(T::one())
+    }
     /// `[0, 1, …, n−1]` as a 1-D tensor.
-    pub fn arange(n: usize) -> Self {
-        Self::from_parts((0..n).map(|i| T::of(i as f64)).collect(), Shape::from([n]))
+    ///
+    /// # Errors
+    /// `OutOfMemory` when `n` elements cannot be allocated.
+    pub fn arange(n: usize) -> Result<Self> {
+        let shape = Shape::from([n]);
+        let mut data = crate::alloc::try_with_capacity("arange", &shape)?;
+        data.extend((0..n).map(|i| T::of(i as f64)));
+        Ok(Self::from_parts(data, shape))
     }
     /// Uniform samples in `[low, high)` from a seeded generator.
     ///
@@ -195,9 +243,8 @@ impl<T: Float> Tensor<T> {
         let shape = shape.into();
         let dist = Uniform::new(low, high)
             .map_err(|e| Error::option("rand_uniform", "low/high", e.to_string()))?;
-        let data = (0..shape.numel())
-            .map(|_| T::of(dist.sample(rng)))
-            .collect();
+        let mut data = crate::alloc::try_with_capacity("rand_uniform", &shape)?;
+        data.extend((0..shape.numel()).map(|_| T::of(dist.sample(rng))));
         Ok(Self::from_parts(data, shape))
     }
     /// Normal samples with `mean` and `std` from a seeded generator.
@@ -228,9 +275,8 @@ impl<T: Float> Tensor<T> {
         }
         let dist =
             Normal::new(mean, std).map_err(|e| Error::option("randn", "std", e.to_string()))?;
-        let data = (0..shape.numel())
-            .map(|_| T::of(dist.sample(rng)))
-            .collect();
+        let mut data = crate::alloc::try_with_capacity("randn", &shape)?;
+        data.extend((0..shape.numel()).map(|_| T::of(dist.sample(rng))));
         Ok(Self::from_parts(data, shape))
     }
 
@@ -263,8 +309,14 @@ impl<T: Float> Tensor<T> {
 
 impl Tensor<i64> {
     /// `[0, 1, …, n−1]` as class ids.
-    pub fn arange_i64(n: usize) -> Self {
-        Self::from_parts((0..n as i64).collect(), Shape::from([n]))
+    ///
+    /// # Errors
+    /// `OutOfMemory` when `n` elements cannot be allocated.
+    pub fn arange_i64(n: usize) -> Result<Self> {
+        let shape = Shape::from([n]);
+        let mut data = crate::alloc::try_with_capacity("arange_i64", &shape)?;
+        data.extend(0..n as i64);
+        Ok(Self::from_parts(data, shape))
     }
 }
 

@@ -145,7 +145,7 @@ impl<T: Float> Var<T> {
         let y = Tensor::where_select(cond, &a.value(), &b.value())?;
         let c = cond.clone();
         a.binary(b, "where", y, move |g, n| {
-            let zero = Tensor::zeros(g.shape());
+            let zero = Tensor::zeros(g.shape())?;
             let da = n[0]
                 .then(|| Tensor::where_select(&c, g, &zero))
                 .transpose()?;

@@ -57,7 +57,7 @@ impl<T: Float> Var<T> {
                 before[axis] = start;
                 let mut after = dims.clone();
                 after[axis] = dims[axis] - start - len;
-                let (b, a) = (Tensor::zeros(before), Tensor::zeros(after));
+                let (b, a) = (Tensor::zeros(before)?, Tensor::zeros(after)?);
                 Ok(smallvec![Some(Tensor::concat(&[&b, g, &a], axis)?)])
             },
         )

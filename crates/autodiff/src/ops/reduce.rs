@@ -78,7 +78,7 @@ impl<T: Float> Var<T> {
         let x = self.value();
         let shape = x.shape().clone();
         self.record("sum_all", x.sum_all(), &[self], move |g, _| {
-            Ok(smallvec![Some(Tensor::full(shape.clone(), g.item()?))])
+            Ok(smallvec![Some(Tensor::full(shape.clone(), g.item()?)?)])
         })
     }
     /// Mean of every element (a 0-d var); rule: `g/n` everywhere.
@@ -87,7 +87,7 @@ impl<T: Float> Var<T> {
         let shape = x.shape().clone();
         let n = T::of(x.numel() as f64);
         self.record("mean_all", x.mean_all(), &[self], move |g, _| {
-            Ok(smallvec![Some(Tensor::full(shape.clone(), g.item()? / n))])
+            Ok(smallvec![Some(Tensor::full(shape.clone(), g.item()? / n)?)])
         })
     }
 

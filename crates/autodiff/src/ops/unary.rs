@@ -29,7 +29,7 @@ impl<T: Float> Var<T> {
     /// `sign(x)`; its gradient is 0 everywhere it exists.
     pub fn sign(&self) -> Result<Var<T>> {
         self.unary("sign", self.value().sign(), |g| {
-            Ok(Tensor::zeros(g.shape()))
+            Ok(Tensor::zeros(g.shape())?)
         })
     }
     /// `eˣ`; rule `g·y`.

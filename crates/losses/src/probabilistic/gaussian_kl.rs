@@ -238,8 +238,8 @@ mod tests {
     fn small_logvar_keeps_its_digits() {
         // e^lv − 1 − lv ≈ lv²/2: the naive form loses it to cancellation
         let tape = Tape::<f32>::new();
-        let mu = tape.leaf(Tensor::zeros([1, 1]));
-        let lv = tape.leaf(Tensor::full([1, 1], 1e-4f32));
+        let mu = tape.leaf(Tensor::zeros([1, 1]).unwrap());
+        let lv = tape.leaf(Tensor::full([1, 1], 1e-4f32).unwrap());
         let o = GaussianKlOptions::default();
         let got = gaussian_kl(&mu, &lv, &o).unwrap().item().unwrap() as f64;
         let want = 0.5 * (1e-4f32 as f64).exp_m1() - 0.5 * (1e-4f32 as f64);
@@ -249,8 +249,8 @@ mod tests {
     #[test]
     fn errors() {
         let tape = Tape::<f64>::new();
-        let a = tape.leaf(Tensor::zeros([2, 3]));
-        let b = tape.leaf(Tensor::zeros([2, 4]));
+        let a = tape.leaf(Tensor::zeros([2, 3]).unwrap());
+        let b = tape.leaf(Tensor::zeros([2, 4]).unwrap());
         let s = tape.leaf(Tensor::scalar(0.0));
         let o = GaussianKlOptions::default();
         for f in [gaussian_kl::<f64>, gaussian_kl_naive::<f64>] {
@@ -291,7 +291,7 @@ mod tests {
                     tape.leaf(c.inputs[1].clone()),
                 );
                 let out = gaussian_kl(&m, &l, &o).unwrap();
-                let cot = Tensor::full(out.shape(), 0.5);
+                let cot = Tensor::full(out.shape(), 0.5).unwrap();
                 let g1 = out.backward_with(cot.clone()).unwrap();
                 let g2 = out.backward_with(cot).unwrap();
                 for v in [&m, &l] {

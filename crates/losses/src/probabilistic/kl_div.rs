@@ -219,7 +219,7 @@ pub fn kl_div_naive<T: Float>(
         let nonzero = target
             .value()
             .map(|p| if p == T::zero() { T::zero() } else { T::one() });
-        let ones = tape.constant(Tensor::ones(shape.clone()));
+        let ones = tape.constant(Tensor::ones(shape.clone())?);
         let safe = Var::where_select(&nonzero, target, &ones)?;
         target.mul(&safe.log()?)?.sub(&target.mul(input)?)?
     };
@@ -338,8 +338,8 @@ mod tests {
     #[test]
     fn shape_mismatch() {
         let tape = Tape::<f64>::new();
-        let x = tape.leaf(Tensor::zeros([2, 3]));
-        let p = tape.leaf(Tensor::zeros([3, 2]));
+        let x = tape.leaf(Tensor::zeros([2, 3]).unwrap());
+        let p = tape.leaf(Tensor::zeros([3, 2]).unwrap());
         for f in [kl_div::<f64>, kl_div_naive::<f64>] {
             let e = f(&x, &p, &KlDivOptions::default()).err().unwrap();
             assert_eq!(e.kind(), lossgraph_tensor::ErrorKind::ShapeMismatch);
@@ -380,7 +380,7 @@ mod tests {
                     tape.leaf(c.inputs[1].clone()),
                 );
                 let out = kl_div(&x, &t, &o).unwrap();
-                let cot = Tensor::full(out.shape(), 0.5);
+                let cot = Tensor::full(out.shape(), 0.5).unwrap();
                 let g1 = out.backward_with(cot.clone()).unwrap();
                 let g2 = out.backward_with(cot).unwrap();
                 for v in [&x, &t] {

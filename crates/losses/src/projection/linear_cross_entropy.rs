@@ -635,7 +635,7 @@ mod tests {
         let tape = Tape::<f64>::new();
         let hidden = tape.leaf(Tensor::randn([3, 2], 0.0, 1.0, 1).unwrap());
         let weight = tape.leaf(Tensor::randn([4, 2], 0.0, 1.0, 2).unwrap());
-        let bias = tape.leaf(Tensor::zeros([4]));
+        let bias = tape.leaf(Tensor::zeros([4]).unwrap());
         let t = Tensor::from_vec(vec![-1i64; 3], [3]).unwrap();
         let o = LinearCrossEntropyOptions {
             ignore_index: -1,
@@ -655,9 +655,9 @@ mod tests {
         for (n, h, v) in [(0, 3, 4), (3, 0, 4), (2, 3, 0)] {
             for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
                 let tape = Tape::<f64>::new();
-                let hidden = tape.leaf(Tensor::zeros([n, h]));
-                let weight = tape.leaf(Tensor::zeros([v, h]));
-                let bias = tape.leaf(Tensor::zeros([v]));
+                let hidden = tape.leaf(Tensor::zeros([n, h]).unwrap());
+                let weight = tape.leaf(Tensor::zeros([v, h]).unwrap());
+                let bias = tape.leaf(Tensor::zeros([v]).unwrap());
                 let ids = (0..n).map(|i| if v == 0 { -100 } else { i as i64 % 4 });
                 let t = Tensor::from_vec(ids.collect(), [n]).unwrap();
                 let o = LinearCrossEntropyOptions {
@@ -666,7 +666,9 @@ mod tests {
                     ..Default::default()
                 };
                 let out = linear_cross_entropy(&hidden, &weight, Some(&bias), &t, &o).unwrap();
-                let g = out.backward_with(Tensor::ones(out.shape())).unwrap();
+                let g = out
+                    .backward_with(Tensor::ones(out.shape()).unwrap())
+                    .unwrap();
                 assert!(out.value().all_finite());
                 assert!(
                     g.get_or_zeros(&hidden).all_finite() && g.get_or_zeros(&weight).all_finite()
@@ -702,10 +704,10 @@ mod tests {
     #[test]
     fn errors() {
         let tape = Tape::<f64>::new();
-        let hidden = tape.leaf(Tensor::zeros([3, 2]));
-        let weight = tape.leaf(Tensor::zeros([4, 2]));
-        let wide = tape.leaf(Tensor::zeros([4, 3]));
-        let bias5 = tape.leaf(Tensor::zeros([5]));
+        let hidden = tape.leaf(Tensor::zeros([3, 2]).unwrap());
+        let weight = tape.leaf(Tensor::zeros([4, 2]).unwrap());
+        let wide = tape.leaf(Tensor::zeros([4, 3]).unwrap());
+        let bias5 = tape.leaf(Tensor::zeros([5]).unwrap());
         let t = Tensor::from_vec(vec![0i64, 1, 3], [3]).unwrap();
         let t2 = Tensor::from_vec(vec![0i64, 1], [2]).unwrap();
         let bad = Tensor::from_vec(vec![0i64, 4, 1], [3]).unwrap();

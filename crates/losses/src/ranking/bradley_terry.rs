@@ -153,7 +153,7 @@ mod tests {
             } else {
                 bradley_terry(&c, &r, &o).unwrap()
             };
-            let g = out.backward_with(Tensor::ones([5])).unwrap();
+            let g = out.backward_with(Tensor::ones([5]).unwrap()).unwrap();
             (out.value(), g.get_or_zeros(&c))
         };
         let (naive, _) = run32(true);
@@ -165,7 +165,7 @@ mod tests {
         let c = tape.leaf(Tensor::from_vec(chosen.to_vec(), [5]).unwrap());
         let r = tape.leaf(Tensor::from_vec(rejected.to_vec(), [5]).unwrap());
         let out = bradley_terry(&c, &r, &o).unwrap();
-        let g = out.backward_with(Tensor::ones([5])).unwrap();
+        let g = out.backward_with(Tensor::ones([5]).unwrap()).unwrap();
         for (got, want) in fused.as_slice().iter().zip(out.value().as_slice()) {
             assert!(((*got as f64) - want).abs() <= 1e-5 * (1.0 + want.abs()));
         }
@@ -178,8 +178,8 @@ mod tests {
     #[test]
     fn errors() {
         let tape = Tape::<f64>::new();
-        let a = tape.leaf(Tensor::zeros([3]));
-        let b = tape.leaf(Tensor::zeros([4]));
+        let a = tape.leaf(Tensor::zeros([3]).unwrap());
+        let b = tape.leaf(Tensor::zeros([4]).unwrap());
         let o = BradleyTerryOptions::default();
         let kind = |r: Result<Var<f64>>| r.unwrap_err().kind();
         assert_eq!(kind(bradley_terry(&a, &b, &o)), ErrorKind::ShapeMismatch);

@@ -367,11 +367,11 @@ mod tests {
     #[test]
     fn errors() {
         let tape = Tape::<f64>::new();
-        let u = tape.leaf(Tensor::zeros([3, 2]));
-        let v = tape.leaf(Tensor::zeros([3, 3]));
-        let s = tape.leaf(Tensor::zeros([3]));
-        let s4 = tape.leaf(Tensor::zeros([4]));
-        let half = tape.leaf(Tensor::full([3], 0.5));
+        let u = tape.leaf(Tensor::zeros([3, 2]).unwrap());
+        let v = tape.leaf(Tensor::zeros([3, 3]).unwrap());
+        let s = tape.leaf(Tensor::zeros([3]).unwrap());
+        let s4 = tape.leaf(Tensor::zeros([4]).unwrap());
+        let half = tape.leaf(Tensor::full([3], 0.5).unwrap());
         let o = ContrastiveOptions::default();
         let kind = |r: Result<Var<f64>>| r.unwrap_err().kind();
         assert_eq!(kind(contrastive(&u, &v, &s, &o)), ErrorKind::ShapeMismatch);

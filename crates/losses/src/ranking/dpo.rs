@@ -309,7 +309,7 @@ mod tests {
                 .collect();
             let f = if naive { dpo_naive } else { dpo };
             let out = f(&v[0], &v[1], &v[2], &v[3], &o).unwrap();
-            let g = out.backward_with(Tensor::ones([2])).unwrap();
+            let g = out.backward_with(Tensor::ones([2]).unwrap()).unwrap();
             (out.value(), g.get_or_zeros(&v[0]))
         };
         assert!(!run(true).0.all_finite());
@@ -329,8 +329,8 @@ mod tests {
     #[test]
     fn errors() {
         let tape = Tape::<f64>::new();
-        let a = tape.leaf(Tensor::zeros([3]));
-        let b = tape.leaf(Tensor::zeros([2]));
+        let a = tape.leaf(Tensor::zeros([3]).unwrap());
+        let b = tape.leaf(Tensor::zeros([2]).unwrap());
         let o = DpoOptions::default();
         let kind = |r: Result<Var<f64>>| r.unwrap_err().kind();
         assert_eq!(kind(dpo(&a, &a, &a, &b, &o)), ErrorKind::ShapeMismatch);

@@ -440,7 +440,7 @@ pub fn info_nce_naive<T: Float>(
     let s = unit(query)?
         .matmul_nt(&unit(key)?)?
         .mul_scalar(T::of(1.0 / opts.temperature))?;
-    let diag = Tensor::<i64>::arange_i64(n).reshape([n, 1])?;
+    let diag = Tensor::<i64>::arange_i64(n)?.reshape([n, 1])?;
     let ce = |s: &Var<T>| s.log_softmax()?.gather(1, &diag)?.reshape([n])?.neg();
     let mut loss = ce(&s)?;
     if opts.symmetric {
@@ -526,9 +526,9 @@ mod tests {
     #[test]
     fn errors() {
         let tape = Tape::<f64>::new();
-        let a = tape.leaf(Tensor::zeros([3, 2]));
-        let b = tape.leaf(Tensor::zeros([4, 2]));
-        let flat = tape.leaf(Tensor::zeros([6]));
+        let a = tape.leaf(Tensor::zeros([3, 2]).unwrap());
+        let b = tape.leaf(Tensor::zeros([4, 2]).unwrap());
+        let flat = tape.leaf(Tensor::zeros([6]).unwrap());
         let o = InfoNceOptions::default();
         let kind = |r: Result<Var<f64>>| r.unwrap_err().kind();
         assert_eq!(kind(info_nce(&a, &b, &o)), ErrorKind::ShapeMismatch);

@@ -208,10 +208,10 @@ mod tests {
     #[test]
     fn errors() {
         let tape = Tape::<f64>::new();
-        let a = tape.leaf(Tensor::zeros([3]));
+        let a = tape.leaf(Tensor::zeros([3]).unwrap());
         let y = tape.leaf(Tensor::from_vec(vec![1.0, 0.0, -1.0], [3]).unwrap());
-        let ok = tape.leaf(Tensor::ones([3]));
-        let short = tape.leaf(Tensor::zeros([2]));
+        let ok = tape.leaf(Tensor::ones([3]).unwrap());
+        let short = tape.leaf(Tensor::zeros([2]).unwrap());
         let o = MarginRankingOptions::default();
         let kind = |r: Result<Var<f64>>| r.unwrap_err().kind();
         assert_eq!(

@@ -199,8 +199,8 @@ mod tests {
         for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
             for (n, d) in [(0, 3), (3, 0), (0, 0)] {
                 let tape = Tape::<f64>::new();
-                let x = || tape.leaf(Tensor::zeros([n, d]));
-                let s = tape.leaf(Tensor::zeros([n]));
+                let x = || tape.leaf(Tensor::zeros([n, d]).unwrap());
+                let s = tape.leaf(Tensor::zeros([n]).unwrap());
                 let (a, b, c) = (x(), x(), x());
                 let outs = vec![
                     contrastive(
@@ -278,7 +278,9 @@ mod tests {
                 ];
                 for out in outs {
                     let out = out.unwrap();
-                    let g = out.backward_with(Tensor::ones(out.shape())).unwrap();
+                    let g = out
+                        .backward_with(Tensor::ones(out.shape()).unwrap())
+                        .unwrap();
                     assert!(out.value().all_finite(), "{n}x{d} {reduction:?}");
                     assert!(g.get_or_zeros(&a).all_finite() && g.get_or_zeros(&s).all_finite());
                 }

@@ -405,9 +405,9 @@ mod tests {
     #[test]
     fn errors() {
         let tape = Tape::<f64>::new();
-        let a = tape.leaf(Tensor::zeros([3, 2]));
-        let b = tape.leaf(Tensor::zeros([3, 3]));
-        let s = tape.leaf(Tensor::zeros([]));
+        let a = tape.leaf(Tensor::zeros([3, 2]).unwrap());
+        let b = tape.leaf(Tensor::zeros([3, 3]).unwrap());
+        let s = tape.leaf(Tensor::zeros([]).unwrap());
         let o = TripletOptions::default();
         let kind = |r: Result<Var<f64>>| r.unwrap_err().kind();
         assert_eq!(kind(triplet(&a, &a, &b, &o)), ErrorKind::ShapeMismatch);

@@ -119,7 +119,7 @@ mod tests {
             let o = WeightedMeanOptions { eps };
             let case = Case::new(vec![
                 Tensor::randn([2, 3], 0.0, 1.0, 3).unwrap(),
-                Tensor::zeros([2, 3]),
+                Tensor::zeros([2, 3]).unwrap(),
             ]);
             for f in [weighted_mean::<f64>, weighted_mean_naive::<f64>] {
                 let (out, grads) = value_and_grads(&|x| f(&x[0], &x[1], &o), &case.inputs, 1);
@@ -134,16 +134,16 @@ mod tests {
     #[test]
     fn errors() {
         let tape = Tape::<f64>::new();
-        let v = tape.leaf(Tensor::zeros([2, 3]));
+        let v = tape.leaf(Tensor::zeros([2, 3]).unwrap());
         let kind = |r: Result<Var<f64>>| r.err().unwrap().kind();
         let o = WeightedMeanOptions::default();
         for f in [weighted_mean::<f64>, weighted_mean_naive::<f64>] {
-            let wide = tape.leaf(Tensor::ones([3, 2]));
+            let wide = tape.leaf(Tensor::ones([3, 2]).unwrap());
             assert_eq!(kind(f(&v, &wide, &o)), ErrorKind::ShapeMismatch);
             let neg =
                 tape.leaf(Tensor::from_vec(vec![1.0, 0.0, -1e-9, 1.0, 1.0, 0.0], [2, 3]).unwrap());
             assert_eq!(kind(f(&v, &neg, &o)), ErrorKind::InvalidValue);
-            let ones = tape.leaf(Tensor::ones([2, 3]));
+            let ones = tape.leaf(Tensor::ones([2, 3]).unwrap());
             for eps in [-1.0, f64::NAN, f64::INFINITY] {
                 let o = WeightedMeanOptions { eps };
                 assert_eq!(kind(f(&v, &ones, &o)), ErrorKind::InvalidOption);

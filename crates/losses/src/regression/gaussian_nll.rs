@@ -313,7 +313,7 @@ impl<T: Float> CustomOp<T> for GaussianNll<T> {
 /// use lossgraph_tensor::Tensor;
 /// let tape = Tape::<f64>::new();
 /// let pred = tape.leaf(Tensor::from_vec(vec![1.0, 0.0], [2])?);
-/// let target = tape.constant(Tensor::zeros([2]));
+/// let target = tape.constant(Tensor::zeros([2])?);
 /// let var = tape.leaf(Tensor::from_vec(vec![1.0, 0.0], [2])?);
 /// let loss = gaussian_nll(&pred, &target, &var, &GaussianNllOptions::default())?;
 /// // ½(0 + 1) and ½ log 1e-6 (the variance 0 is clamped), averaged
@@ -421,7 +421,7 @@ mod tests {
         let var = Tensor::from_vec(vec![0.1, 0.0, 0.3, 2.0], [4]).unwrap();
         let c = Case::new(vec![
             Tensor::from_vec(vec![1.0, -0.5, 0.2, 3.0], [4]).unwrap(),
-            Tensor::zeros([4]),
+            Tensor::zeros([4]).unwrap(),
             var,
         ]);
         crate::testing::check_twins(
@@ -452,7 +452,7 @@ mod tests {
     fn gaussian_nll_f32_large_residual_and_tiny_var() {
         let tape = Tape::<f32>::new();
         let p = tape.leaf(Tensor::from_vec(vec![1e4f32, 0.0], [2]).unwrap());
-        let t = tape.leaf(Tensor::zeros([2]));
+        let t = tape.leaf(Tensor::zeros([2]).unwrap());
         let v = tape.leaf(Tensor::from_vec(vec![1e-3f32, 0.0], [2]).unwrap());
         let o = GaussianNllOptions {
             reduction: Reduction::None,
@@ -471,10 +471,10 @@ mod tests {
     #[test]
     fn gaussian_nll_errors() {
         let tape = Tape::<f64>::new();
-        let z = tape.leaf(Tensor::zeros([3]));
-        let ones = tape.leaf(Tensor::ones([3]));
+        let z = tape.leaf(Tensor::zeros([3]).unwrap());
+        let ones = tape.leaf(Tensor::ones([3]).unwrap());
         let o = GaussianNllOptions::default();
-        let short = tape.leaf(Tensor::ones([2]));
+        let short = tape.leaf(Tensor::ones([2]).unwrap());
         for (p, t, v) in [(&z, &z, &short), (&z, &short, &ones), (&short, &z, &ones)] {
             assert_eq!(
                 gaussian_nll(p, t, v, &o).unwrap_err().kind(),

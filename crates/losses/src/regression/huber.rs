@@ -44,7 +44,7 @@ fn check(opts: &HuberOptions) -> Result<()> {
 /// use lossgraph_tensor::Tensor;
 /// let tape = Tape::<f64>::new();
 /// let pred = tape.leaf(Tensor::from_vec(vec![0.5, 3.0], [2])?);
-/// let target = tape.constant(Tensor::zeros([2]));
+/// let target = tape.constant(Tensor::zeros([2])?);
 /// let loss = huber(&pred, &target, &HuberOptions::default())?;
 /// assert_eq!(loss.item()?, (0.125 + 2.5) / 2.0);
 /// let g = loss.backward()?;
@@ -137,7 +137,7 @@ mod tests {
     fn huber_at_the_corner_and_at_zero() {
         // |r| = δ exactly (gradient ±δ from both sides) and r = 0
         let p = Tensor::from_vec(vec![0.5, -0.5, 0.0, 2.0], [4]).unwrap();
-        let t = Tensor::zeros([4]);
+        let t = Tensor::zeros([4]).unwrap();
         let o = HuberOptions {
             delta: 0.5,
             reduction: Reduction::Sum,
@@ -153,7 +153,7 @@ mod tests {
     fn huber_huge_residuals_f32() {
         let tape = Tape::<f32>::new();
         let p = tape.leaf(Tensor::from_vec(vec![1e30f32, -3e38], [2]).unwrap());
-        let t = tape.leaf(Tensor::zeros([2]));
+        let t = tape.leaf(Tensor::zeros([2]).unwrap());
         let o = HuberOptions {
             reduction: Reduction::None,
             ..Default::default()
@@ -167,8 +167,8 @@ mod tests {
     #[test]
     fn huber_errors() {
         let tape = Tape::<f64>::new();
-        let p = tape.leaf(Tensor::zeros([3]));
-        let t = tape.leaf(Tensor::zeros([2, 2]));
+        let p = tape.leaf(Tensor::zeros([3]).unwrap());
+        let t = tape.leaf(Tensor::zeros([2, 2]).unwrap());
         let e = huber(&p, &t, &HuberOptions::default()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ShapeMismatch);
         for delta in [0.0, -1.0, f64::NAN] {

@@ -74,7 +74,7 @@ fn tanh_from_k<T: Float>(r: T) -> T {
 /// use lossgraph_tensor::Tensor;
 /// let tape = Tape::<f32>::new();
 /// let pred = tape.leaf(Tensor::from_vec(vec![1000.0f32], [1])?);
-/// let target = tape.constant(Tensor::zeros([1]));
+/// let target = tape.constant(Tensor::zeros([1])?);
 /// let loss = log_cosh(&pred, &target, &LogCoshOptions::default())?;
 /// // cosh(1000) overflows, log(cosh(1000)) = 1000 − log 2 does not
 /// assert!((loss.item()? - (1000.0 - 2f32.ln())).abs() < 1e-3);
@@ -143,7 +143,7 @@ mod tests {
             // residuals of a few units, both branches of the stable form
             let p = Tensor::from_vec(vec![3.0, -2.5, 0.999, -1.001, 6.0, 0.01], [6]).unwrap();
             check_family(
-                &Case::new(vec![p, Tensor::zeros([6])]),
+                &Case::new(vec![p, Tensor::zeros([6]).unwrap()]),
                 |v| log_cosh(&v[0], &v[1], &o),
                 |v| log_cosh_naive(&v[0], &v[1], &o),
             );
@@ -216,7 +216,7 @@ mod tests {
         let r = [100.0f32, -100.0, 1e4, 0.5];
         let tape = Tape::<f32>::new();
         let p = tape.leaf(Tensor::from_vec(r.to_vec(), [4]).unwrap());
-        let t = tape.leaf(Tensor::zeros([4]));
+        let t = tape.leaf(Tensor::zeros([4]).unwrap());
         let o = LogCoshOptions {
             reduction: Reduction::Sum,
         };
@@ -234,7 +234,7 @@ mod tests {
         let tape64 = Tape::<f64>::new();
         let p64 =
             tape64.leaf(Tensor::from_vec(r.iter().map(|&x| x as f64).collect(), [4]).unwrap());
-        let t64 = tape64.leaf(Tensor::zeros([4]));
+        let t64 = tape64.leaf(Tensor::zeros([4]).unwrap());
         let want = log_cosh(&p64, &t64, &o).unwrap().item().unwrap();
         let n64 = log_cosh_naive(
             &p64.narrow(0, 0, 2).unwrap(),
@@ -256,8 +256,8 @@ mod tests {
     #[test]
     fn log_cosh_errors() {
         let tape = Tape::<f64>::new();
-        let p = tape.leaf(Tensor::zeros([2, 3]));
-        let t = tape.leaf(Tensor::zeros([3, 2]));
+        let p = tape.leaf(Tensor::zeros([2, 3]).unwrap());
+        let t = tape.leaf(Tensor::zeros([3, 2]).unwrap());
         let e = log_cosh(&p, &t, &LogCoshOptions::default()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ShapeMismatch);
         let e = log_cosh_naive(&p, &t, &LogCoshOptions::default()).unwrap_err();

@@ -105,8 +105,8 @@ mod tests {
     #[test]
     fn mae_errors() {
         let tape = Tape::<f64>::new();
-        let p = tape.leaf(Tensor::zeros([3]));
-        let t = tape.leaf(Tensor::zeros([4]));
+        let p = tape.leaf(Tensor::zeros([3]).unwrap());
+        let t = tape.leaf(Tensor::zeros([4]).unwrap());
         let e = mae(&p, &t, &MaeOptions::default()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ShapeMismatch);
         let o = MaeOptions {

@@ -261,8 +261,8 @@ mod tests {
     #[test]
     fn poisson_nll_errors() {
         let tape = Tape::<f64>::new();
-        let p = tape.leaf(Tensor::zeros([3]));
-        let t = tape.leaf(Tensor::zeros([1, 3]));
+        let p = tape.leaf(Tensor::zeros([3]).unwrap());
+        let t = tape.leaf(Tensor::zeros([1, 3]).unwrap());
         let e = poisson_nll(&p, &t, &PoissonNllOptions::default()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ShapeMismatch);
         for eps in [-1e-8, f64::NAN] {

@@ -363,8 +363,8 @@ mod tests {
     #[test]
     fn quantile_errors() {
         let tape = Tape::<f64>::new();
-        let p = tape.leaf(Tensor::zeros([4, 2]));
-        let t = tape.leaf(Tensor::zeros([4]));
+        let p = tape.leaf(Tensor::zeros([4, 2]).unwrap());
+        let t = tape.leaf(Tensor::zeros([4]).unwrap());
         let kind = |o: &QuantileOptions, p: &Var<f64>, t: &Var<f64>| {
             let fused = quantile(p, t, o).unwrap_err().kind();
             assert_eq!(fused, quantile_naive(p, t, o).unwrap_err().kind());
@@ -402,11 +402,11 @@ mod tests {
             taus: Some(vec![0.1, 0.9]),
             ..Default::default()
         };
-        let t3 = tape.leaf(Tensor::zeros([3]));
+        let t3 = tape.leaf(Tensor::zeros([3]).unwrap());
         assert_eq!(kind(&o, &p, &t3), ErrorKind::ShapeMismatch);
-        let t41 = tape.leaf(Tensor::zeros([4, 1]));
+        let t41 = tape.leaf(Tensor::zeros([4, 1]).unwrap());
         assert_eq!(kind(&o, &p, &t41), ErrorKind::ShapeMismatch);
-        let p3 = tape.leaf(Tensor::zeros([4, 1, 2]));
+        let p3 = tape.leaf(Tensor::zeros([4, 1, 2]).unwrap());
         assert_eq!(kind(&o, &p3, &t), ErrorKind::ShapeMismatch);
     }
 }

@@ -46,7 +46,7 @@ fn check(opts: &SmoothL1Options) -> Result<()> {
 /// use lossgraph_tensor::Tensor;
 /// let tape = Tape::<f64>::new();
 /// let pred = tape.leaf(Tensor::from_vec(vec![0.25, -3.0], [2])?);
-/// let target = tape.constant(Tensor::zeros([2]));
+/// let target = tape.constant(Tensor::zeros([2])?);
 /// let opts = SmoothL1Options { beta: 0.5, ..Default::default() };
 /// let loss = smooth_l1(&pred, &target, &opts)?;
 /// assert_eq!(loss.item()?, (0.0625 + 2.75) / 2.0);
@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn smooth_l1_at_the_corner_and_at_zero() {
         let p = Tensor::from_vec(vec![0.5, -0.5, 0.0, 2.0], [4]).unwrap();
-        let t = Tensor::zeros([4]);
+        let t = Tensor::zeros([4]).unwrap();
         for beta in [0.5, 0.0] {
             let o = SmoothL1Options {
                 beta,
@@ -177,8 +177,8 @@ mod tests {
     #[test]
     fn smooth_l1_errors() {
         let tape = Tape::<f64>::new();
-        let p = tape.leaf(Tensor::zeros([3]));
-        let t = tape.leaf(Tensor::zeros([3, 1]));
+        let p = tape.leaf(Tensor::zeros([3]).unwrap());
+        let t = tape.leaf(Tensor::zeros([3, 1]).unwrap());
         let e = smooth_l1(&p, &t, &SmoothL1Options::default()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ShapeMismatch);
         for beta in [-0.1, f64::NAN] {

@@ -151,7 +151,7 @@ fn temperature(range: Option<(f64, f64)>) -> R<Figure> {
         let tape = Tape::<f64>::new();
         let s = tape.leaf(Tensor::from_vec(SIMS.to_vec(), [k]).map_err(err)?);
         // keys [K, 2] = [s_j, 0]; queries [K, 2]: row 0 = e₀, the rest 0
-        let zeros = tape.constant(Tensor::zeros([k, 1]));
+        let zeros = tape.constant(Tensor::zeros([k, 1]).map_err(err)?);
         let key = Var::concat(&[&s.reshape([k, 1]).map_err(err)?, &zeros], 1).map_err(err)?;
         let mut q = vec![0.0; 2 * k];
         q[0] = 1.0;
@@ -286,7 +286,7 @@ fn reductions(range: Option<(f64, f64)>) -> R<Figure> {
     let (mut per_row, mut per_item) = (Vec::new(), Vec::new());
     for (label, op, second, data, row_mean) in cases {
         let tape = Tape::<f64>::new();
-        let values = tape.leaf(Tensor::zeros([r, l]));
+        let values = tape.leaf(Tensor::zeros([r, l]).map_err(err)?);
         let other = tape.constant(Tensor::from_vec(data, [r, l]).map_err(err)?);
         let mut options = BTreeMap::new();
         if op == "masked_mean" {

@@ -198,7 +198,7 @@ fn item<T: Float, const FMA: bool>(z: T, y: T, pw: T) -> (T, T, T) {
 /// let v = loss.value().to_vec();
 /// assert_eq!(v[0], 1e4); // softplus(1e4), finite
 /// assert!((v[1] - std::f32::consts::LN_2).abs() < 1e-7);
-/// let g = loss.backward_with(Tensor::ones([2]))?;
+/// let g = loss.backward_with(Tensor::ones([2])?)?;
 /// assert_eq!(g.get(&logits).unwrap().to_vec(), vec![1.0, -0.5]); // σ(z) − y
 /// assert_eq!(g.get(&target).unwrap().to_vec(), vec![-1e4, 0.0]); // −z
 /// # Ok::<(), lossgraph_autodiff::Error>(())
@@ -370,7 +370,7 @@ mod tests {
         let c = case(&[3, 4], 8);
         let plain = opts(Reduction::None);
         let unit = BceWithLogitsOptions {
-            pos_weight: Some(Tensor::ones([4])),
+            pos_weight: Some(Tensor::ones([4]).unwrap()),
             ..opts(Reduction::None)
         };
         check_twins(
@@ -488,7 +488,7 @@ mod tests {
         let got = sum32.to_vec()[0];
         assert!((got - want).abs() <= 1e-6 * want, "f32: {got} vs {want}");
         // every term log 2: the lanes' products reach their largest
-        let (zero, half) = (Tensor::zeros([n]), Tensor::full([n], 0.5));
+        let (zero, half) = (Tensor::zeros([n]).unwrap(), Tensor::full([n], 0.5).unwrap());
         let (sum64, _, _) = eval_in(
             |a, b| bce_with_logits(a, b, &opts(Reduction::Sum)),
             &zero,
@@ -504,9 +504,9 @@ mod tests {
 
     #[test]
     fn empty_input_mean_is_zero() {
-        let empty = Tensor::<f64>::zeros([0, 3]);
+        let empty = Tensor::<f64>::zeros([0, 3]).unwrap();
         let o = BceWithLogitsOptions {
-            pos_weight: Some(Tensor::ones([3])),
+            pos_weight: Some(Tensor::ones([3]).unwrap()),
             ..opts(Reduction::Mean)
         };
         for f in [bce_with_logits::<f64>, bce_with_logits_naive::<f64>] {
@@ -540,7 +540,7 @@ mod tests {
             Some(ErrorKind::ShapeMismatch)
         );
         let bad_w = BceWithLogitsOptions {
-            weight: Some(Tensor::ones([2, 2])),
+            weight: Some(Tensor::ones([2, 2]).unwrap()),
             ..o.clone()
         };
         assert_eq!(

@@ -112,7 +112,9 @@ pub(crate) mod test_util {
         let tape = Tape::<T>::new();
         let (va, vb) = (tape.leaf(a.cast()), tape.leaf(b.cast()));
         let out = f(&va, &vb).unwrap();
-        let g = out.backward_with(Tensor::ones(out.shape())).unwrap();
+        let g = out
+            .backward_with(Tensor::ones(out.shape()).unwrap())
+            .unwrap();
         (
             out.value().cast(),
             g.get_or_zeros(&va).cast(),

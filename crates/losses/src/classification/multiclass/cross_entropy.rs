@@ -128,7 +128,7 @@ impl Default for CrossEntropyOptions {
 /// use lossgraph_tensor::Tensor;
 /// let tape = Tape::<f64>::new();
 /// // two rows of three classes; logits 0 everywhere → p = 1/3
-/// let logits = tape.leaf(Tensor::zeros([2, 3]));
+/// let logits = tape.leaf(Tensor::zeros([2, 3])?);
 /// let ids = Tensor::from_vec(vec![0i64, 2], [2])?;
 /// let loss = cross_entropy(&logits, &ids, &CrossEntropyOptions::default())?;
 /// assert!((loss.item()? - 3f64.ln()).abs() < 1e-12);
@@ -777,7 +777,7 @@ mod tests {
     #[test]
     fn empty_batch() {
         let tape = Tape::<f64>::new();
-        let z = tape.leaf(Tensor::zeros([0, 4]));
+        let z = tape.leaf(Tensor::zeros([0, 4]).unwrap());
         let y = Tensor::from_vec(vec![], [0]).unwrap();
         let mean = cross_entropy(&z, &y, &CrossEntropyOptions::default()).unwrap();
         assert_eq!(mean.item().unwrap(), 0.0);
@@ -809,11 +809,11 @@ mod tests {
             let naive = cross_entropy_naive(&z32, &y, &o).unwrap().value();
             assert!(naive.as_slice().iter().any(|v| !v.is_finite()));
             let fused = cross_entropy(&z32, &y, &o).unwrap();
-            let g32 = fused.backward_with(Tensor::ones([2])).unwrap();
+            let g32 = fused.backward_with(Tensor::ones([2]).unwrap()).unwrap();
             let t64 = Tape::<f64>::new();
             let z64 = t64.leaf(Tensor::from_vec(data.clone(), [2, 5]).unwrap());
             let want = cross_entropy(&z64, &y, &o).unwrap();
-            let g64 = want.backward_with(Tensor::ones([2])).unwrap();
+            let g64 = want.backward_with(Tensor::ones([2]).unwrap()).unwrap();
             for (&a, &b) in fused.value().as_slice().iter().zip(want.value().as_slice()) {
                 assert!(a.is_finite());
                 assert!((a as f64 - b).abs() <= 1e-6 * b.abs(), "{a} vs {b}");
@@ -844,7 +844,7 @@ mod tests {
     #[test]
     fn errors() {
         let tape = Tape::<f64>::new();
-        let z = tape.leaf(Tensor::zeros([4, 3]));
+        let z = tape.leaf(Tensor::zeros([4, 3]).unwrap());
         let ok = Tensor::from_vec(vec![0i64, 1, 2, -100], [4]).unwrap();
         let d = CrossEntropyOptions::default();
         let kind = |r: Result<Var<f64>>| r.err().map(|e| e.kind());
@@ -889,7 +889,7 @@ mod tests {
             kind(cross_entropy(&z, &ok, &bm)),
             Some(ErrorKind::InvalidOption)
         );
-        let p = tape.leaf(Tensor::zeros([4, 2]));
+        let p = tape.leaf(Tensor::zeros([4, 2]).unwrap());
         assert_eq!(
             kind(cross_entropy(&z, &p, &d)),
             Some(ErrorKind::ShapeMismatch)

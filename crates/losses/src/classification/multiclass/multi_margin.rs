@@ -316,7 +316,7 @@ mod tests {
     #[test]
     fn errors() {
         let tape = Tape::<f64>::new();
-        let s = tape.leaf(Tensor::zeros([2, 3]));
+        let s = tape.leaf(Tensor::zeros([2, 3]).unwrap());
         let y = ids(&[0, 2], &[2]);
         let kind = |r: Result<Var<f64>>| r.err().map(|e| e.kind());
         for p in [0, 3] {

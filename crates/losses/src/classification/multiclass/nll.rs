@@ -220,7 +220,7 @@ mod tests {
     #[test]
     fn errors() {
         let tape = Tape::<f64>::new();
-        let lp = tape.leaf(Tensor::zeros([2, 3]));
+        let lp = tape.leaf(Tensor::zeros([2, 3]).unwrap());
         let d = NllOptions::default();
         let kind = |r: Result<Var<f64>>| r.err().map(|e| e.kind());
         assert_eq!(

@@ -339,7 +339,7 @@ mod tests {
     #[test]
     fn errors() {
         let tape = Tape::<f64>::new();
-        let z = tape.leaf(Tensor::zeros([2, 3]));
+        let z = tape.leaf(Tensor::zeros([2, 3]).unwrap());
         let d = SoftmaxFocalOptions::default();
         let kind = |r: Result<Var<f64>>| r.err().map(|e| e.kind());
         assert_eq!(
