@@ -12,11 +12,12 @@ use crate::shape::Shape;
 /// error naming `op` and the shape.
 pub(crate) fn try_with_capacity<T>(op: &str, shape: &Shape) -> Result<Vec<T>> {
     let n = shape.checked_numel(op)?;
+    // `n` is the shape's true count here, so the message's product is exact
     let mut out = Vec::new();
     out.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
         op: op.to_string(),
         shape: shape.dims().to_vec(),
-        bytes: n as u128 * std::mem::size_of::<T>() as u128,
+        elem_bytes: std::mem::size_of::<T>(),
     })?;
     Ok(out)
 }

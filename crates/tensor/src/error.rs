@@ -47,13 +47,13 @@ pub enum Error {
     /// A value outside the domain the op requires.
     #[error("{op}: invalid value: {reason}")]
     InvalidValue { op: String, reason: String },
-    /// The allocator refused a buffer of `bytes` for a tensor of `shape`
-    /// (the element count fits in `usize`, the memory does not exist).
-    #[error("{op}: cannot allocate {bytes} bytes for a tensor of shape {shape:?}")]
+    /// The allocator refused a buffer for a tensor of `shape`: its element
+    /// count fits in `usize`, the memory (count × `elem_bytes`) does not exist.
+    #[error("{op}: cannot allocate a tensor of shape {shape:?} ({} bytes)", .shape.iter().fold(*.elem_bytes as u128, |b, &d| b.saturating_mul(d as u128)))]
     OutOfMemory {
         op: String,
         shape: Vec<usize>,
-        bytes: u128,
+        elem_bytes: usize,
     },
 }
 
