@@ -90,7 +90,10 @@ pub fn matmul_t<T: Float>(a: &Tensor<T>, ta: Trans, b: &Tensor<T>, tb: Trans) ->
             "batch sizes differ",
         ));
     }
-    let batch = ba.max(bb);
+    // a batch of 1 broadcasts to the other side's, 0 included: [0, m, k]
+    // times [1, k, n] is an empty [0, m, n] (the larger of the two, 1, would
+    // read a matrix from the empty side's buffer)
+    let batch = if ba == 1 { bb } else { ba };
     let batched = a.ndim() == 3 || b.ndim() == 3;
     // [m, k]·[k, n] from two real buffers can still ask for m·n elements
     // that do not fit (m = n = 2³³ with k = 0 holds no element at all)

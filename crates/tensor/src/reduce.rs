@@ -22,7 +22,10 @@ impl<T: Float> Tensor<T> {
         self.shape().check_axis(op, axis)?;
         let (outer, len, inner) = self.shape().split_at_axis(axis);
         let x = self.as_slice();
-        let mut out = Vec::with_capacity(outer * inner);
+        // an empty axis ([2⁵⁷, 0] summed over axis 1) can reduce to far more
+        // elements than the input holds: allocate the output fallibly
+        let out_shape = self.shape().reduced(axis, keepdim);
+        let mut out = crate::alloc::try_with_capacity(op, &out_shape)?;
         for o in 0..outer {
             for i in 0..inner {
                 let mut acc = init();
@@ -32,7 +35,7 @@ impl<T: Float> Tensor<T> {
                 out.push(finish(acc, len));
             }
         }
-        Ok(Tensor::from_parts(out, self.shape().reduced(axis, keepdim)))
+        Ok(Tensor::from_parts(out, out_shape))
     }
 
     /// Sum along `axis`.
@@ -45,7 +48,8 @@ impl<T: Float> Tensor<T> {
             self.shape().check_axis("sum", axis)?;
             let n = self.shape().last_dim();
             let data = if n == 0 {
-                vec![T::zero(); self.shape().reduced(axis, keepdim).numel()]
+                // rows of length 0: as many zeros as rows, which may not fit
+                crate::alloc::try_filled("sum", &self.shape().reduced(axis, keepdim), T::zero())?
             } else {
                 self.as_slice()
                     .chunks(n)
@@ -111,7 +115,8 @@ impl<T: Float> Tensor<T> {
             ));
         }
         let x = self.as_slice();
-        let mut out = Vec::with_capacity(outer * inner);
+        let mut out =
+            crate::alloc::try_with_capacity("argmax", &self.shape().reduced(axis, keepdim))?;
         for o in 0..outer {
             for i in 0..inner {
                 let mut best = 0usize;

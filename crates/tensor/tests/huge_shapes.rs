@@ -153,3 +153,20 @@ fn shape_changing_ops_check_their_counts() {
         ErrorKind::ShapeMismatch
     );
 }
+
+/// A batch of 0 against a batch of 1: the 1 broadcasts to 0 and the product
+/// is empty. (Found by the registry/tensor fuzz door: the batch was taken as
+/// the larger of the two, so the product read a matrix out of the empty
+/// side's buffer and crashed with SIGSEGV.)
+#[test]
+fn an_empty_batch_against_a_batch_of_one_is_empty() {
+    let empty = Tensor::<f32>::from_vec(vec![], [0, 2, 3]).unwrap();
+    let one = Tensor::<f32>::from_vec(vec![1.0; 12], [1, 3, 4]).unwrap();
+    assert_eq!(empty.matmul(&one).unwrap().dims(), &[0, 2, 4]);
+    let one_left = Tensor::<f32>::from_vec(vec![1.0; 6], [1, 2, 3]).unwrap();
+    let empty_right = Tensor::<f32>::from_vec(vec![], [0, 3, 4]).unwrap();
+    assert_eq!(one_left.matmul(&empty_right).unwrap().dims(), &[0, 2, 4]);
+    let ta = Tensor::<f64>::from_vec(vec![], [0, 3, 2]).unwrap();
+    let tb = Tensor::<f64>::from_vec(vec![1.0; 12], [1, 3, 4]).unwrap();
+    assert_eq!(ta.matmul_tn(&tb).unwrap().dims(), &[0, 2, 4]);
+}
