@@ -2,23 +2,31 @@
 //! bad inputs that must be errors) in every dtype it lists.
 //!
 //! Cases come from `$LOSSGRAPH_CONFORMANCE_DIR` when set, else from the
-//! vendored `tests/conformance/`. Prints one line per failing case and closes
+//! vendored `tests/conformance/` (the shared PyTorch cases) and
+//! `tests/edges/` (inputs exactly at each loss's kinks, and logits of extreme
+//! magnitude, from
+//! `tests/edges/generate.py`). Prints one line per failing case and closes
 //! with `conformance: N passed, M failed`; fails if M > 0 or N == 0.
 
 use lossgraph_losses::conformance::{load_dir, print_report, run_all};
 use std::path::PathBuf;
 
 fn main() {
-    let dir = std::env::var_os("LOSSGRAPH_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance"));
-    let cases = match load_dir(&dir) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("conformance: cannot load cases from {}: {e}", dir.display());
-            std::process::exit(1);
-        }
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dirs = match std::env::var_os("LOSSGRAPH_CONFORMANCE_DIR") {
+        Some(d) => vec![PathBuf::from(d)],
+        None => vec![here.join("tests/conformance"), here.join("tests/edges")],
     };
+    let mut cases = Vec::new();
+    for dir in &dirs {
+        match load_dir(dir) {
+            Ok(c) => cases.extend(c),
+            Err(e) => {
+                eprintln!("conformance: cannot load cases from {}: {e}", dir.display());
+                std::process::exit(1);
+            }
+        }
+    }
     if !print_report(&run_all(&cases)) {
         std::process::exit(1);
     }

@@ -129,12 +129,13 @@ impl<T: Float> Var<T> {
             Ok(g.mul_scalar(s))
         })
     }
-    /// Clamp into `[lo, hi]`; rule `g` inside the closed interval, 0 outside
-    /// (PyTorch's convention at the bounds).
+    /// Clamp into `[lo, hi]`; rule `g` strictly inside `(lo, hi)`, 0 at the
+    /// bounds and outside (PyTorch 2.15's convention for scalar bounds: its
+    /// `clamp`, `clamp_min` and `clamp_max` pass nothing at a bound).
     pub fn clamp(&self, lo: T, hi: T) -> Result<Var<T>> {
         let x = self.value();
         self.unary("clamp", x.clamp(lo, hi), move |g| {
-            zip(g, &x, |g, x| if x >= lo && x <= hi { g } else { T::zero() })
+            zip(g, &x, |g, x| if x > lo && x < hi { g } else { T::zero() })
         })
     }
 }

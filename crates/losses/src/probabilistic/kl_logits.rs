@@ -11,8 +11,10 @@
 //! the temperature (Hinton et al.).
 //!
 //! Gradients: `∂ℓ/∂student_c = T (p_c − q_c)`,
-//! `∂ℓ/∂teacher_c = T q_c (log q_c − log p_c − KL)`. Forward saves only the two
-//! per-row log-sum-exps and the per-row KL; backward recomputes `p` and `q`
+//! `∂ℓ/∂teacher_c = T q_c (log q_c − log p_c − KL)`, the latter formed from
+//! logit differences relative to the teacher's most likely class so that
+//! teacher logits near 1e4 keep their precision ([`RowState`]). Forward saves
+//! a few numbers per row; backward recomputes `p` and `q`
 //! from the logits (or, with `sum`/`mean`, forward writes the gradients for
 //! an upstream gradient of 1 while each row is in cache, and backward
 //! rescales them).
@@ -130,11 +132,30 @@ struct KlLogits {
     eager: Option<Vec<bool>>,
 }
 
-/// Per row: `lse(student/T)`, `lse(teacher/T)`, and the unscaled KL.
+/// Per row, what forward computes once and backward reuses.
+///
+/// Every log-probability is formed from a *difference* of logits, never as
+/// `x/T − lse` (two numbers near 1e4 for logits near 1e4, whose rounding is
+/// then multiplied back by a log-ratio of the same size): `log q_c =
+/// (t_c − max t)/T − ln S_t` with `S_t = Σ e^((t_k − max t)/T) ∈ [1, C]`, and
+/// likewise for `p`. The teacher gradient needs `d_c − KL` with
+/// `d = log q − log p`; written relative to the teacher's most likely class
+/// `r` it is `δ_c − Σ_k q_k δ_k` with `δ_c = ((t_c − t_r) − (s_c − s_r))/T`,
+/// so `δ_r = 0` exactly and the classes that carry the probability mass see
+/// no cancellation between two terms near `KL`.
 #[derive(Debug, Clone, Copy)]
 struct RowState<T> {
-    lse_s: T,
-    lse_t: T,
+    /// `max student`, `max teacher` (= `t_r`).
+    max_s: T,
+    max_t: T,
+    /// `ln S_s`, `ln S_t` (each in `[0, ln C]`).
+    ln_ss: T,
+    ln_st: T,
+    /// The student's logit at the teacher's most likely class, `s_r`.
+    s_ref: T,
+    /// `Σ_k q_k δ_k`.
+    q_delta: T,
+    /// The unscaled KL, `d_r + Σ_k q_k δ_k`.
     kl: T,
 }
 
@@ -144,38 +165,64 @@ struct Saved<T> {
     unit: UnitGrads<T>,
 }
 
-/// `log Σ_c e^(x_c / T)` (with `inv = 1/T`), shifted by the row's max (T > 0
-/// keeps the order); vectorised, call inside [`vectorized`].
+/// `(max x, ln Σ_c e^((x_c − max x)/T))` with `inv = 1/T` (T > 0 keeps the
+/// order); the sum is at least 1 (the max's own term). Vectorised, call
+/// inside [`vectorized`]. A non-finite max is returned with a NaN log-sum.
 #[inline(always)]
-fn lse_scaled<T: Float>(row: &[T], inv: T) -> T {
+fn max_and_ln_sum<T: Float>(row: &[T], inv: T) -> (T, T) {
     let m = simd::max(row);
     if !m.is_finite() {
-        return m * inv;
+        return (m, T::nan());
     }
-    let m = m * inv;
     let s = simd::sum_map(
         row,
         #[inline(always)]
-        |x| (x * inv - m).fast_exp(),
+        |x| ((x - m) * inv).fast_exp(),
     );
-    // s ≥ 1 (the max's own term)
-    m + s.fast_ln()
+    (m, s.fast_ln())
 }
 
-/// Row `(sr, tr)`'s numbers: both log-sum-exps and
-/// `KL = Σ_c q_c (log q_c − log p_c)`, a class with `q_c = 0` contributing 0
-/// (a select on the computed term, so the loop vectorises).
+/// The first index of `m` in `row` (0 when absent, as for NaN): compares in
+/// blocks of 64 that vectorise, then a scalar search inside the block.
+#[inline(always)]
+fn index_of<T: Float>(row: &[T], m: T) -> usize {
+    let mut base = 0;
+    for block in row.chunks(64) {
+        if block.iter().fold(false, |hit, &x| hit | (x == m)) {
+            return base + block.iter().position(|&x| x == m).unwrap_or(0);
+        }
+        base += block.len();
+    }
+    0
+}
+
+/// Row `(sr, tr)`'s numbers ([`RowState`]); a class with `q_c = 0`
+/// contributes 0 (a select on the computed term, so the loop vectorises).
 #[inline(always)]
 fn row_state<T: Float>(sr: &[T], tr: &[T], inv: T) -> RowState<T> {
-    let (ls, lt) = (lse_scaled(sr, inv), lse_scaled(tr, inv));
-    let kl = simd::sum_map2(
+    if sr.is_empty() {
+        // no classes: a KL of 0, and no gradient entries to write
+        let zero = T::zero();
+        return RowState {
+            max_s: zero,
+            max_t: zero,
+            ln_ss: zero,
+            ln_st: zero,
+            s_ref: zero,
+            q_delta: zero,
+            kl: zero,
+        };
+    }
+    let (max_s, ln_ss) = max_and_ln_sum(sr, inv);
+    let (max_t, ln_st) = max_and_ln_sum(tr, inv);
+    let s_ref = sr[index_of(tr, max_t)];
+    let q_delta = simd::sum_map2(
         sr,
         tr,
         #[inline(always)]
         |sk, tk| {
-            let log_q = tk * inv - lt;
-            let q = log_q.fast_exp();
-            let v = q * (log_q - (sk * inv - ls));
+            let q = ((tk - max_t) * inv - ln_st).fast_exp();
+            let v = q * (((tk - max_t) - (sk - s_ref)) * inv);
             if q != T::zero() {
                 v
             } else {
@@ -183,15 +230,21 @@ fn row_state<T: Float>(sr: &[T], tr: &[T], inv: T) -> RowState<T> {
             }
         },
     );
+    // d_r = log q_r − log p_r, with log q_r = −ln S_t
+    let d_ref = -ln_st - ((s_ref - max_s) * inv - ln_ss);
     RowState {
-        lse_s: ls,
-        lse_t: lt,
-        kl,
+        max_s,
+        max_t,
+        ln_ss,
+        ln_st,
+        s_ref,
+        q_delta,
+        kl: d_ref + q_delta,
     }
 }
 
 /// Row gradients for upstream gradient `u`: `∂/∂student = uT (p − q)`,
-/// `∂/∂teacher = uT q (log q − log p − KL)` (0 where `q = 0`); writes every
+/// `∂/∂teacher = uT q (δ − Σ q δ)` (0 where `q = 0`); writes every
 /// slot of each present output, one branch-free loop per case.
 #[inline(always)]
 fn row_grads<T: Float>(
@@ -205,15 +258,24 @@ fn row_grads<T: Float>(
 ) {
     let n = sr.len();
     let tr = &tr[..n];
-    let RowState { lse_s, lse_t, kl } = st;
+    let RowState {
+        max_s,
+        max_t,
+        ln_ss,
+        ln_st,
+        s_ref,
+        q_delta,
+        ..
+    } = st;
     let dstudent = |sk: T, tk: T| {
-        let (log_p, log_q) = (sk * inv - lse_s, tk * inv - lse_t);
-        ut * (log_p.fast_exp() - log_q.fast_exp())
+        let p = ((sk - max_s) * inv - ln_ss).fast_exp();
+        let q = ((tk - max_t) * inv - ln_st).fast_exp();
+        ut * (p - q)
     };
     let dteacher = |sk: T, tk: T| {
-        let (log_p, log_q) = (sk * inv - lse_s, tk * inv - lse_t);
-        let q = log_q.fast_exp();
-        let d = ut * q * (log_q - log_p - kl);
+        let q = ((tk - max_t) * inv - ln_st).fast_exp();
+        let delta = ((tk - max_t) - (sk - s_ref)) * inv;
+        let d = ut * q * (delta - q_delta);
         if q == T::zero() {
             T::zero()
         } else {

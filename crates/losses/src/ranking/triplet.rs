@@ -95,15 +95,12 @@ impl<T: Float> Triplet<T> {
         }
     }
     /// Whether the hinge passes the gradient at `x = d⁺ − d⁻ + m`: strictly
-    /// inside for the squared form (no PyTorch twin: subgradient 0), and at the
-    /// corner too for the Euclidean form (PyTorch's `clamp_min`).
+    /// inside, for both forms (the squared form has no PyTorch twin:
+    /// subgradient 0; the Euclidean form follows PyTorch 2.15's `clamp_min`,
+    /// which passes nothing at the corner).
     #[inline(always)]
     fn active(&self, x: T) -> bool {
-        if self.squared {
-            x > T::zero()
-        } else {
-            x >= T::zero()
-        }
+        x > T::zero()
     }
 
     /// One triplet of rows: the loss `max(0, d⁺ − d⁻ + m)` and, for the
@@ -259,8 +256,8 @@ impl<T: Float> CustomOp<T> for TripletOp<T> {
 /// `[..., D]` inputs, reduced; `"none"` gives `[...]`. With `squared = false`
 /// it is PyTorch's `F.triplet_margin_loss` (p = 2, eps = 1e-6, no swap).
 ///
-/// Gradient where the hinge is active (strictly positive for `squared`, ≥ 0
-/// otherwise, as PyTorch's `clamp_min`), with `∇d(x, y)` the gradient of the
+/// Gradient where the hinge is active (strictly positive, in both forms: at
+/// the corner PyTorch 2.15's `clamp_min` passes nothing), with `∇d(x, y)` the gradient of the
 /// distance in `x` — `2(x − y)` squared, `(x − y + ε)/‖x − y + ε‖` Euclidean
 /// (0 at distance 0): `∂ℓ/∂a = ∇d(a, p) − ∇d(a, n)`, `∂ℓ/∂p = −∇d(a, p)`,
 /// `∂ℓ/∂n = ∇d(a, n)`.

@@ -6,11 +6,15 @@
 //! already have squashed its output into `[0, 1]`, which is where the trouble
 //! starts: a sigmoid that rounds to exactly 0 or 1 makes a log infinite. The
 //! clamp at −100 (as PyTorch's) caps the loss of such an item at `100·w`, and
-//! the item then gets no gradient through the clamped log — prefer
+//! its gradient is capped too — prefer
 //! [`bce_with_logits`](super::bce_with_logits), which never forms `p`.
 //!
-//! Gradients: `∂ℓ/∂p = w·((1 − y)/(1 − p) − y/p)` (each term dropped where its
-//! log is clamped) and `∂ℓ/∂y = w·(log(1 − p) − log p)` with the clamped logs.
+//! Gradients, as PyTorch's: `∂ℓ/∂p = w·(p − y)/max(p(1 − p), 10⁻¹²)` — the
+//! derivative `(1 − y)/(1 − p) − y/p` wherever `p(1 − p) ≥ 10⁻¹²`, and a
+//! finite `±10¹²` at `p = 0` or `1` and near them, where the derivative of
+//! the clamped loss is 0 or `∓∞` (a probability that rounded to 0 still
+//! pushes back, by a bounded amount; f32 would overflow `1/p` for tiny `p`);
+//! `∂ℓ/∂y = w·(log(1 − p) − log p)` with the clamped logs.
 //! Fails with `InvalidValue` when a probability or target lies outside
 //! `[0, 1]`.
 
@@ -32,13 +36,19 @@ pub struct BceOptions<T: Float> {
 /// The floor of each log, as PyTorch's `binary_cross_entropy`.
 const LOG_FLOOR: f64 = -100.0;
 
-/// `max(v, floor)`, with NaN passing through; and whether `v` was kept.
+/// The floor of `p(1 − p)` in the gradient's denominator, as PyTorch's
+/// `binary_cross_entropy_backward`: its `EPSILON` is an f32 constant, so the
+/// floor is `1e-12` rounded to f32 (9.99999996e-13) in both dtypes, and the
+/// gradient at `p = 0` is `−y·1.0000000040e12` there, not `−y·10¹²`.
+const GRAD_EPS: f64 = 1e-12_f32 as f64;
+
+/// `max(v, floor)`, with NaN passing through.
 #[inline(always)]
-fn floor_log<T: Float>(v: T, floor: T) -> (T, bool) {
+fn floor_log<T: Float>(v: T, floor: T) -> T {
     if v < floor {
-        (floor, false)
+        floor
     } else {
-        (v, true)
+        v
     }
 }
 
@@ -48,10 +58,10 @@ struct BceItem;
 impl<T: Float> Item<T> for BceItem {
     /// `(ℓ, ∂ℓ/∂p, ∂ℓ/∂y)` of one item, `ℓ = −(y·log p + (1 − y)·log(1 − p))`
     /// with floored logs (the third argument, `pos_weight`, is not used by
-    /// `bce`); the two logs are shared by the loss and its gradients. A
-    /// floored log contributes nothing to `∂ℓ/∂p` (a select between computed
-    /// values, so the vectorised loops that inline this have no branch). The
-    /// logs take `0` and `1` (special cases), so they do not use `FMA`.
+    /// `bce`); the two logs are shared by the loss and `∂ℓ/∂y`.
+    /// `∂ℓ/∂p = (p − y)/max(p(1 − p), 10⁻¹²)`, PyTorch's rule (branch-free,
+    /// so the vectorised loops that inline this stay so). The logs take `0`
+    /// and `1` (special cases), so they do not use `FMA`.
     #[inline(always)]
     fn eval<const FMA: bool>(&self, p: T, y: T, _: T) -> (T, T, T) {
         item(p, y)
@@ -60,20 +70,23 @@ impl<T: Float> Item<T> for BceItem {
 
 #[inline(always)]
 fn item<T: Float>(p: T, y: T) -> (T, T, T) {
-    let (zero, one, floor) = (T::zero(), T::one(), T::of(LOG_FLOOR));
-    let (lp, keep_p) = floor_log(p.fast_ln(), floor);
-    let (lq, keep_q) = floor_log((-p).fast_ln_1p(), floor);
+    let (one, floor) = (T::one(), T::of(LOG_FLOOR));
+    let lp = floor_log(p.fast_ln(), floor);
+    let lq = floor_log((-p).fast_ln_1p(), floor);
     let loss = -(y * lp + (one - y) * lq);
-    let from_p = if keep_p { y / p } else { zero };
-    let from_q = if keep_q { (one - y) / (one - p) } else { zero };
-    (loss, zero - from_p + from_q, lq - lp)
+    (
+        loss,
+        (p - y) / (p * (one - p)).max(T::of(GRAD_EPS)),
+        lq - lp,
+    )
 }
 
 /// Binary cross-entropy `−w·(y·log p + (1 − y)·log(1 − p))` of probabilities,
 /// each log clamped at `≥ −100`, reduced; PyTorch's `F.binary_cross_entropy`.
 ///
-/// Gradient: `∂ℓ/∂p = w·((1 − y)/(1 − p) − y/p)`, `∂ℓ/∂y = w·(log(1 − p) −
-/// log p)`; a term whose log is clamped contributes nothing to `∂ℓ/∂p`.
+/// Gradient: `∂ℓ/∂p = w·(p − y)/max(p(1 − p), 10⁻¹²)` (PyTorch's rule: the
+/// derivative `(1 − y)/(1 − p) − y/p` away from 0 and 1, a bounded `±10¹²`
+/// at them), `∂ℓ/∂y = w·(log(1 − p) − log p)` with the clamped logs.
 /// `log(1 − p)` is computed as `log1p(−p)`.
 ///
 /// Options: `reduction` (`mean`), `weight` (none) — see [`BceOptions`].
