@@ -50,6 +50,10 @@ pub struct Outcome {
     pub dtype: String,
     /// None when it passed; else what failed.
     pub failure: Option<String>,
+    /// Real inputs of a value case whose gradient the case does not give
+    /// (the format allows it: "inputs not named there are not checked"), so
+    /// nothing was compared for them; counted in the report, never hidden.
+    pub unchecked: Vec<String>,
 }
 
 /// Tolerances per dtype: `|actual − expected| ≤ atol + rtol·|expected|`.
@@ -142,12 +146,17 @@ fn parse_case(v: &Value) -> Result<Case, String> {
             grads,
         }
     };
-    let dtypes = match v.get("dtypes").and_then(|d| d.as_array()) {
-        Some(d) => d
-            .iter()
-            .filter_map(|x| x.as_str().map(String::from))
-            .collect(),
+    let dtypes = match v.get("dtypes") {
         None => vec!["f64".to_string(), "f32".to_string()],
+        Some(d) => {
+            let d = d.as_array().ok_or("dtypes must be a list")?;
+            if d.is_empty() {
+                return Err("dtypes is empty: the case would run nothing".into());
+            }
+            d.iter()
+                .map(|x| x.as_str().map(String::from).ok_or("dtypes must be strings"))
+                .collect::<Result<_, _>>()?
+        }
     };
     Ok(Case {
         id,
@@ -176,16 +185,31 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Case>, Error> {
     for f in files {
         let text =
             std::fs::read_to_string(&f).map_err(|e| Error::Io(format!("{}: {e}", f.display())))?;
-        let v: Value =
-            serde_json::from_str(&text).map_err(|e| Error::Io(format!("{}: {e}", f.display())))?;
-        for c in v["cases"]
-            .as_array()
-            .ok_or_else(|| Error::Io(format!("{}: no cases", f.display())))?
-        {
-            cases.push(parse_case(c).map_err(|e| Error::Io(format!("{}: {e}", f.display())))?);
-        }
+        let parsed = parse_file(&text).map_err(|e| Error::Io(format!("{}: {e}", f.display())))?;
+        cases.extend(parsed);
+    }
+    if cases.is_empty() {
+        return Err(Error::Io(format!("{}: no case files", dir.display())));
     }
     Ok(cases)
+}
+
+/// Parse the text of one case file (`{"op", "cases": [...]}`).
+///
+/// # Errors
+/// [`Error::Io`] for text that is not JSON or a case that does not parse.
+pub fn parse_file(text: &str) -> Result<Vec<Case>, Error> {
+    let v: Value = serde_json::from_str(text).map_err(|e| Error::Io(e.to_string()))?;
+    let cases = v["cases"]
+        .as_array()
+        .ok_or_else(|| Error::Io("no cases".to_string()))?;
+    if cases.is_empty() {
+        return Err(Error::Io("an empty case list checks nothing".to_string()));
+    }
+    cases
+        .iter()
+        .map(|c| parse_case(c).map_err(Error::Io))
+        .collect()
 }
 
 /// The worst element of a comparison, as a message, or None when all pass.
@@ -212,6 +236,10 @@ fn compare(
     {
         let excess = if a.is_nan() && e.is_nan() || a == e {
             0.0
+        } else if e.is_infinite() {
+            // an infinite expectation is met only by the same infinity (the
+            // tolerance atol + rtol·∞ would otherwise pass any finite value)
+            f64::INFINITY
         } else {
             let d = (a - e).abs();
             if d.is_nan() {
@@ -231,6 +259,20 @@ fn compare(
             actual.as_slice()[i]
         )
     })
+}
+
+/// The real inputs of a value case that its expected gradients do not name.
+fn unchecked_inputs(case: &Case) -> Vec<String> {
+    match &case.expect {
+        Expect::Value { grads, .. } => case
+            .call
+            .inputs
+            .iter()
+            .filter(|(name, v)| matches!(v, InputValue::Real(_)) && !grads.contains_key(*name))
+            .map(|(name, _)| name.clone())
+            .collect(),
+        Expect::Error(_) => Vec::new(),
+    }
 }
 
 fn run_typed<T: Float>(case: &Case, dtype: &str) -> Option<String> {
@@ -293,6 +335,7 @@ pub fn run_case(case: &Case, dtype: &str) -> Outcome {
         id: case.id.clone(),
         dtype: dtype.to_string(),
         failure,
+        unchecked: unchecked_inputs(case),
     }
 }
 
@@ -315,6 +358,21 @@ pub fn print_report(outcomes: &[Outcome]) -> bool {
             o.failure.as_deref().unwrap_or("")
         );
     }
+    let unchecked: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| !o.unchecked.is_empty())
+        .collect();
+    if !unchecked.is_empty() {
+        let grads: usize = unchecked.iter().map(|o| o.unchecked.len()).sum();
+        println!(
+            "unchecked: {grads} gradients of real inputs in {} runs name no expected gradient \
+             (the case format allows it; e.g. {} [{}]: {})",
+            unchecked.len(),
+            unchecked[0].id,
+            unchecked[0].dtype,
+            unchecked[0].unchecked.join(", ")
+        );
+    }
     println!("{}", summary(outcomes));
     let failed = outcomes.iter().any(|o| o.failure.is_some());
     !failed && !outcomes.is_empty()
@@ -328,4 +386,75 @@ pub fn summary(outcomes: &[Outcome]) -> String {
         outcomes.len() - failed,
         failed
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One mse case, `[2]` inputs, with `extra` spliced into the case object.
+    fn mse_case(expected: &str, extra: &str) -> String {
+        format!(
+            r#"{{"op": "mse", "cases": [{{"id": "mse/t", "op": "mse", "options": {{"reduction": "sum"}},
+            "inputs": {{"pred": {{"shape": [2], "data": [1.0, 2.0]}}, "target": {{"shape": [2], "data": [0.0, 0.0]}}}},
+            "grad_output": {{"shape": [], "data": [1.0]}}, "expected": {expected} {extra}}}]}}"#
+        )
+    }
+
+    const GOOD: &str = r#"{"output": {"shape": [], "data": [5.0]},
+        "grads": {"pred": {"shape": [2], "data": [2.0, 4.0]}, "target": {"shape": [2], "data": [-2.0, -4.0]}}}"#;
+
+    fn run(text: &str) -> Vec<Outcome> {
+        run_all(&parse_file(text).unwrap())
+    }
+
+    #[test]
+    fn a_correct_case_passes_in_both_dtypes_with_nothing_unchecked() {
+        let out = run(&mse_case(GOOD, ""));
+        assert_eq!(out.len(), 2);
+        assert!(out
+            .iter()
+            .all(|o| o.failure.is_none() && o.unchecked.is_empty()));
+    }
+
+    #[test]
+    fn an_empty_dtype_list_or_case_list_is_an_error() {
+        assert!(parse_file(&mse_case(GOOD, r#", "dtypes": []"#)).is_err());
+        assert!(parse_file(&mse_case(GOOD, r#", "dtypes": [1]"#)).is_err());
+        assert!(parse_file(r#"{"op": "mse", "cases": []}"#).is_err());
+    }
+
+    #[test]
+    fn an_infinite_expectation_needs_the_same_infinity() {
+        let inf = GOOD.replace("[5.0]", r#"["inf"]"#);
+        let out = run(&mse_case(&inf, ""));
+        assert!(out.iter().all(|o| o.failure.is_some()), "{out:?}");
+        let t = |e: f64, a: f64| {
+            compare(
+                "x",
+                &Tensor::from_vec(vec![a], [1]).unwrap(),
+                &Tensor::from_vec(vec![e], [1]).unwrap(),
+                "f64",
+            )
+        };
+        assert!(t(f64::INFINITY, f64::INFINITY).is_none());
+        assert!(t(f64::INFINITY, 1e300).is_some());
+        assert!(t(f64::NEG_INFINITY, f64::INFINITY).is_some());
+    }
+
+    #[test]
+    fn gradients_not_named_are_counted_not_hidden() {
+        let only_pred = GOOD.replace(r#", "target": {"shape": [2], "data": [-2.0, -4.0]}"#, "");
+        let out = run(&mse_case(&only_pred, ""));
+        assert!(out.iter().all(|o| o.failure.is_none()));
+        assert!(out.iter().all(|o| o.unchecked == ["target"]), "{out:?}");
+        let no_grads = r#"{"output": {"shape": [], "data": [5.0]}}"#;
+        let out = run(&mse_case(no_grads, ""));
+        assert!(out.iter().all(|o| o.unchecked == ["pred", "target"]));
+        // and a wrong gradient still fails
+        let wrong = GOOD.replace("[2.0, 4.0]", "[2.0, 4.5]");
+        assert!(run(&mse_case(&wrong, ""))
+            .iter()
+            .all(|o| o.failure.is_some()));
+    }
 }
