@@ -58,16 +58,36 @@ pub enum Error {
     /// Vars from different tapes were combined.
     #[error("op `{op}`: its inputs live on different tapes")]
     TapeMismatch { op: String },
+    /// A parameter id, a set of gradients or an optimizer's state was used
+    /// with a parameter store it does not belong to (`lossgraph-nn`).
+    #[error("{op}: {reason}")]
+    StoreMismatch { op: String, reason: String },
     /// `backward()` without an explicit output gradient needs a one-element output.
     #[error("backward() needs a one-element output, got shape {shape:?}; use backward_with")]
     NotScalar { shape: Vec<usize> },
-    /// Anomaly mode found a NaN or ±∞.
-    #[error("anomaly: op `{op}` produced a non-finite value in {phase:?}; output {output}; inputs: {}", inputs.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("; "))]
+    /// Anomaly mode found an op that made a NaN or ±∞ from finite values:
+    /// in its output (forward), or in a gradient its backward rule returned
+    /// from a finite upstream gradient (backward; `output` is then that
+    /// gradient, `inputs` the op's forward inputs).
+    #[error("{}", anomaly_message(op, *phase, output, inputs))]
     Anomaly {
         op: String,
         phase: Phase,
         output: TensorSummary,
         inputs: Vec<TensorSummary>,
+    },
+    /// Anomaly mode found a NaN or ±∞ arriving at an op from something no
+    /// check had seen: a leaf or a constant (data), an op recorded while the
+    /// mode was off, or the output gradient given to `backward_with`.
+    #[error(
+        "anomaly: op `{op}` received a non-finite value in its input {input}, from {from}: {value}"
+    )]
+    NonFiniteInput {
+        op: String,
+        input: usize,
+        from: String,
+        /// Boxed: the summary would make every `Result` of the crate larger.
+        value: Box<TensorSummary>,
     },
     /// A gradient check found analytic and numeric gradients that disagree.
     #[error("gradcheck failed: {0}")]
@@ -77,12 +97,36 @@ pub enum Error {
     Io(String),
 }
 
+fn anomaly_message(
+    op: &str,
+    phase: Phase,
+    output: &TensorSummary,
+    inputs: &[TensorSummary],
+) -> String {
+    let inputs = inputs
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    match phase {
+        Phase::Forward => format!(
+            "anomaly: op `{op}` produced a non-finite value in Forward from finite inputs; \
+             output {output}; inputs: {inputs}"
+        ),
+        Phase::Backward => format!(
+            "anomaly: op `{op}`'s backward rule produced a non-finite gradient in Backward \
+             from a finite upstream gradient; gradient {output}; the op's forward inputs: {inputs}"
+        ),
+    }
+}
+
 impl Error {
     /// The category of this error: the four kinds of `LOSSES.md` for input
     /// errors, `Other` for everything else.
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Tensor(e) => e.kind(),
+            Error::StoreMismatch { .. } => ErrorKind::StoreMismatch,
             _ => ErrorKind::Other,
         }
     }

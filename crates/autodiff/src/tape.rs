@@ -164,9 +164,13 @@ impl<T: Float> Tape<T> {
     }
 
     /// Turn anomaly mode on or off; returns the previous setting. In anomaly
-    /// mode every op's output and every gradient is checked for NaN/±∞, and
-    /// the first op that produces one fails with [`Error::Anomaly`]. Off, it
-    /// costs one branch per op.
+    /// mode every op's output and every gradient is checked for NaN/±∞: the
+    /// first op that produces one fails with [`Error::Anomaly`]; an op that
+    /// receives one from a leaf or a constant (which no op made: data with a
+    /// NaN in it), or from an op recorded while anomaly mode was off, fails
+    /// with [`Error::NonFiniteInput`]; and a non-finite output gradient given
+    /// to [`Var::backward_with`] is refused the same way. Off, it costs one
+    /// branch per op.
     pub fn set_anomaly_mode(&self, on: bool) -> bool {
         std::mem::replace(&mut self.inner.borrow_mut().anomaly, on)
     }
@@ -193,20 +197,39 @@ impl<T: Float> Tape<T> {
             }
         }
         let mut inner = self.inner.borrow_mut();
-        if inner.anomaly && !value.all_finite() {
-            let inputs_finite = parents.iter().all(|p| inner.nodes[p.id].value.all_finite());
-            if inputs_finite {
-                let inputs = parents
-                    .iter()
-                    .map(|p| summary(&inner.nodes[p.id].value))
-                    .collect();
-                return Err(Error::Anomaly {
+        if inner.anomaly {
+            // an input that is not finite came from an op that anomaly mode
+            // would have stopped, unless nothing checked it: a leaf or a
+            // constant (user data), or an op recorded with the mode off
+            let bad_input = parents
+                .iter()
+                .enumerate()
+                .find(|(_, p)| !inner.nodes[p.id].value.all_finite());
+            if let Some((k, p)) = bad_input {
+                let from = &inner.nodes[p.id];
+                return Err(Error::NonFiniteInput {
                     op: op.to_string(),
-                    phase: Phase::Forward,
-                    output: summary(&value),
-                    inputs,
+                    input: k,
+                    from: match &*from.op {
+                        "leaf" | "constant" => format!("a {}", from.op),
+                        other => format!("the output of `{other}`"),
+                    },
+                    value: Box::new(summary(&from.value)),
                 });
             }
+        }
+        if inner.anomaly && !value.all_finite() {
+            // every input is finite (checked above): this op made it
+            let inputs = parents
+                .iter()
+                .map(|p| summary(&inner.nodes[p.id].value))
+                .collect();
+            return Err(Error::Anomaly {
+                op: op.to_string(),
+                phase: Phase::Forward,
+                output: summary(&value),
+                inputs,
+            });
         }
         let requires_grad =
             inner.grad_enabled && parents.iter().any(|p| inner.nodes[p.id].requires_grad);
@@ -233,6 +256,14 @@ impl<T: Float> Tape<T> {
     /// Reverse pass from `root` seeded with `seed` (same shape as root).
     fn backward_from(&self, root: usize, seed: Tensor<T>) -> Result<Gradients<T>> {
         let inner = self.inner.borrow();
+        if inner.anomaly && !seed.all_finite() {
+            return Err(Error::NonFiniteInput {
+                op: inner.nodes[root].op.to_string(),
+                input: 0,
+                from: "the output gradient given to backward".to_string(),
+                value: Box::new(summary(&seed)),
+            });
+        }
         let mut grads: Vec<Option<Tensor<T>>> = vec![None; root + 1];
         if inner.nodes[root].requires_grad {
             grads[root] = Some(seed);
@@ -400,6 +431,14 @@ impl<T: Float> Var<T> {
     }
 
     /// Backpropagate from this one-element output (seed 1).
+    ///
+    /// The tape keeps every node and rule, so `backward` may be called again,
+    /// on this output or on any other: each call is an independent reverse
+    /// pass that returns fresh gradients (equal to the first call's, never
+    /// added to them; PyTorch instead frees the graph unless asked to retain
+    /// it, and accumulates into `.grad`). A fused loss that wrote its
+    /// gradient during forward hands that buffer to the first call and
+    /// recomputes it for later ones, so every call costs a full backward.
     ///
     /// # Errors
     /// [`Error::NotScalar`] for a larger output; [`Error::NoBackward`] or

@@ -178,3 +178,16 @@ fn dropping_the_tape_frees_the_step() {
     // every step's tape, vars and gradients are gone: only `w` holds its storage
     assert_eq!(w.storage_refs(), 1);
 }
+
+/// A second backward (on the same output, or another) is an independent
+/// pass: the same gradients again, not added to the first call's.
+#[test]
+fn a_second_backward_returns_the_same_gradients_not_a_sum() {
+    let tape = Tape::<f64>::new();
+    let x = tape.leaf(Tensor::from_vec(vec![1.0, 2.0, 3.0], [3]).unwrap());
+    let y = x.square().unwrap().sum_all().unwrap();
+    let first = y.backward().unwrap().get(&x).unwrap().to_vec();
+    let second = y.backward().unwrap().get(&x).unwrap().to_vec();
+    assert_eq!(first, vec![2.0, 4.0, 6.0]);
+    assert_eq!(second, first);
+}

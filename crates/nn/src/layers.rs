@@ -15,7 +15,7 @@ pub trait Module<T: Float> {
     /// Apply the layer to `x` with this step's parameters.
     ///
     /// # Errors
-    /// `ShapeMismatch` for an input of the wrong shape; `InvalidOption` when
+    /// `ShapeMismatch` for an input of the wrong shape; `StoreMismatch` when
     /// `params` is bound from another store.
     fn forward(&self, params: &Bound<T>, x: &Var<T>) -> Result<Var<T>>;
 }

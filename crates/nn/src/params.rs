@@ -159,7 +159,7 @@ impl<T: Float> ParamStore<T> {
     /// The value of parameter `id`.
     ///
     /// # Errors
-    /// `InvalidOption` when `id` belongs to another store.
+    /// `StoreMismatch` when `id` belongs to another store.
     pub fn value(&self, id: ParamId) -> Result<&Tensor<T>> {
         let i = self.check_id("ParamStore::value", id)?;
         Ok(&self.params[i].value)
@@ -257,10 +257,7 @@ impl<T: Float> ParamStore<T> {
 
     fn check_id(&self, op: &str, id: ParamId) -> Result<usize> {
         if id.store != self.tag || id.index >= self.params.len() {
-            return Err(option_err(
-                op,
-                "the parameter id belongs to another store".to_string(),
-            ));
+            return Err(store_err(op, "the parameter id belongs to another store"));
         }
         Ok(id.index)
     }
@@ -287,13 +284,13 @@ impl<T: Float> Bound<T> {
     /// The leaf of parameter `id` on this step's tape.
     ///
     /// # Errors
-    /// `InvalidOption` when `id` belongs to another store, or was added
-    /// after this binding.
+    /// `StoreMismatch` when `id` belongs to another store; `InvalidOption`
+    /// when it was added after this binding.
     pub fn var(&self, id: ParamId) -> Result<&Var<T>> {
         if id.store != self.store {
-            return Err(option_err(
+            return Err(store_err(
                 "Bound::var",
-                "the parameter id belongs to another store".into(),
+                "the parameter id belongs to another store",
             ));
         }
         self.vars
@@ -382,9 +379,9 @@ impl<T: Float> ParamGrads<T> {
     /// shapes) before any optimizer touches a parameter.
     pub(crate) fn check_fits(&self, op: &str, params: &ParamStore<T>) -> Result<()> {
         if self.store != params.tag() {
-            return Err(option_err(
+            return Err(store_err(
                 op,
-                "the gradients belong to another store".into(),
+                "the gradients were taken for another parameter store",
             ));
         }
         if self.grads.len() != params.len() {
@@ -413,6 +410,15 @@ impl<T: Float> ParamGrads<T> {
     }
     pub(crate) fn slot(&self, index: usize) -> Option<&Tensor<T>> {
         self.grads.get(index).and_then(|g| g.as_ref())
+    }
+}
+
+/// The `StoreMismatch` error of `op`, with `reason` saying what belongs to
+/// which store.
+pub(crate) fn store_err(op: &str, reason: &str) -> Error {
+    Error::StoreMismatch {
+        op: op.to_string(),
+        reason: reason.to_string(),
     }
 }
 

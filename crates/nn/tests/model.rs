@@ -47,11 +47,11 @@ fn ids_from_another_store_are_errors() {
     second.add("a", Tensor::zeros([1]).unwrap()).unwrap();
     assert_eq!(
         second.value(a).unwrap_err().kind(),
-        ErrorKind::InvalidOption
+        ErrorKind::StoreMismatch
     );
     let tape = Tape::new();
     let bound = second.bind(&tape);
-    assert_eq!(bound.var(a).unwrap_err().kind(), ErrorKind::InvalidOption);
+    assert_eq!(bound.var(a).unwrap_err().kind(), ErrorKind::StoreMismatch);
     // a parameter added after bind() has no leaf on that tape
     let late = second.add("late", Tensor::zeros([1]).unwrap()).unwrap();
     assert!(bound.var(late).is_err());

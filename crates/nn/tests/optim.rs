@@ -355,10 +355,11 @@ fn mismatched_gradients_change_nothing() {
     let e = ParamGrads::new(&params, vec![Some(Tensor::ones([2]).unwrap())]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidOption);
 
-    // gradients of another store
+    // gradients of another store: a kind of its own, and a message that says so
     let foreign = ParamGrads::new(&other, vec![Some(Tensor::ones([2]).unwrap()), None]).unwrap();
     let e = opt.step(&mut params, &foreign).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidOption);
+    assert_eq!(e.kind(), ErrorKind::StoreMismatch);
+    assert!(e.to_string().contains("another parameter store"), "{e}");
     assert_eq!(params.get("a").unwrap().to_vec(), vec![1.0, 2.0]);
 
     // parameters added after the gradients were taken
@@ -383,7 +384,7 @@ fn an_optimizer_keeps_to_one_store() {
     let g2 = ParamGrads::new(&second, vec![Some(Tensor::ones([2]).unwrap()), None]).unwrap();
     assert_eq!(
         opt.step(&mut second, &g2).unwrap_err().kind(),
-        ErrorKind::InvalidOption
+        ErrorKind::StoreMismatch
     );
     assert_eq!(second.get("a").unwrap().to_vec(), vec![1.0, 2.0]);
 }

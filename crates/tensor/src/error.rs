@@ -20,6 +20,9 @@ pub enum ErrorKind {
     InvalidValue,
     /// A buffer too large to allocate (its size came from a shape).
     OutOfMemory,
+    /// A parameter id, gradients or an optimizer's state used with a
+    /// parameter store they do not belong to (`lossgraph-nn`).
+    StoreMismatch,
     /// Anything else (autodiff misuse, I/O, failed checks).
     Other,
 }

@@ -25,9 +25,10 @@ pub trait Optimizer<T: Float> {
     /// Apply one update from `grads` to `params` in place.
     ///
     /// # Errors
-    /// `InvalidOption` when `grads` (or this optimizer's state) belongs to
-    /// another store or to fewer parameters; `ShapeMismatch` when a gradient's
-    /// shape differs from its parameter's. No parameter changes on error.
+    /// `StoreMismatch` when `grads` (or this optimizer's state) belongs to
+    /// another store; `InvalidOption` when `grads` covers fewer parameters;
+    /// `ShapeMismatch` when a gradient's shape differs from its parameter's.
+    /// No parameter changes on error.
     fn step(&mut self, params: &mut ParamStore<T>, grads: &ParamGrads<T>) -> Result<()>;
     /// The current learning rate.
     fn lr(&self) -> f64;
@@ -83,12 +84,11 @@ impl<S> Slots<S> {
         grads.check_fits(op, params)?;
         match self.store {
             Some(tag) if tag != params.tag() => {
-                return Err(lossgraph_tensor::Error::option(
+                return Err(crate::params::store_err(
                     op,
-                    "params",
-                    "this optimizer already steps another parameter store",
-                )
-                .into())
+                    "this optimizer already steps another parameter store \
+                     (its moments belong to that store's parameters)",
+                ))
             }
             _ => self.store = Some(params.tag()),
         }

@@ -44,8 +44,8 @@ use super::rows::{
     reduce_rows, reduce_rows_naive, row, row_blocks, rows_of, upstream, Lse, Rows,
 };
 use crate::common::{
-    assume_init, check_option, filled, no_batchmean, same_shape, slots, unfilled, Reduction,
-    Upstream,
+    assume_init, check_option, check_unit_interval, filled, no_batchmean, outside_unit, same_shape,
+    slots, unfilled, Reduction, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized, Store};
@@ -68,7 +68,10 @@ pub enum CrossEntropyTarget<'a, T: Float> {
     Classes(&'a Tensor<i64>),
     /// Probabilities `[..., C]`, the logits' shape (soft targets, as in
     /// distillation or mixup). A differentiable input:
-    /// `∂ℓ/∂t_c = −(1 − ε)·w_c·log softmax(z)_c`.
+    /// `∂ℓ/∂t_c = −(1 − ε)·w_c·log softmax(z)_c`. Each entry must lie in
+    /// `[0, 1]` (`InvalidValue` otherwise); a row need not sum to 1, as in
+    /// PyTorch (the gradient in the logits is `softmax(z)·Σ_c a_c − a`, so a
+    /// row's total scales it).
     Probs(&'a Var<T>),
 }
 
@@ -148,6 +151,8 @@ impl Default for CrossEntropyOptions {
 ///   axis, probabilities not shaped as the logits, 0-d logits or `C = 0`, or
 ///   `weight` of a length other than `C`.
 /// - `InvalidTarget`: a class id outside `[0, C)` that is not `ignore_index`.
+/// - `InvalidValue`: a probability target outside `[0, 1]` (NaN passes, as
+///   non-finite inputs do).
 /// - `InvalidOption`: `label_smoothing` outside `[0, 1]`, or `batchmean`.
 pub fn cross_entropy<'a, T: Float>(
     logits: &Var<T>,
@@ -539,7 +544,7 @@ impl<T: Float> CustomOp<T> for SoftCe<T> {
         let per_row = map_rows(self.rows.rows, c, |i| {
             let (zr, tr) = (row(z, i, c), row(t, i, c));
             let lse = Lse::of(zr);
-            let mut loss = T::zero();
+            let (mut loss, mut outside) = (T::zero(), false);
             for (k, (&zk, &tk)) in zr.iter().zip(tr).enumerate() {
                 let a = self.a(k, tk);
                 // 0·log 0 = 0: a class with no target mass adds nothing,
@@ -547,10 +552,17 @@ impl<T: Float> CustomOp<T> for SoftCe<T> {
                 if a != T::zero() {
                     loss += a * lse.nlp(zk);
                 }
+                // the [0, 1] check rides along in the same pass
+                outside |= outside_unit(tk);
             }
-            (loss, lse)
+            (loss, lse, outside)
         });
-        let (loss, lse): (Vec<T>, Vec<Lse<T>>) = per_row.into_iter().unzip();
+        if per_row.iter().any(|r| r.2) {
+            // a target outside [0, 1]: the checker finds and names the first
+            check_unit_interval(OP, "target", x[1])?;
+        }
+        let (loss, lse): (Vec<T>, Vec<Lse<T>>) =
+            per_row.into_iter().map(|(l, s, _)| (l, s)).unzip();
         let n = T::of(self.rows.rows as f64);
         Ok((reduce_rows(loss, &self.rows.batch, self.reduction, n)?, lse))
     }
@@ -622,6 +634,7 @@ pub fn cross_entropy_naive<'a, T: Float>(
         }
         CrossEntropyTarget::Probs(probs) => {
             let op = SoftCe::<T>::new(&shape, &probs.shape(), opts)?;
+            check_unit_interval(OP, "target", &probs.value())?;
             let c = T::of(op.rows.classes as f64);
             let log_p = logits.softmax()?.log()?;
             let t = probs
@@ -839,6 +852,35 @@ mod tests {
         assert!((loss.item().unwrap() - want).abs() < 1e-12);
         let g = loss.backward().unwrap();
         assert!(g.get(&z).unwrap().as_slice().iter().all(|d| d.is_finite()));
+    }
+
+    /// A soft target outside [0, 1] (the row [3, −1, 0.5]) is
+    /// `InvalidValue` in both flavors, and records nothing; NaN passes.
+    #[test]
+    fn soft_targets_outside_the_unit_interval_are_invalid() {
+        let tape = Tape::<f64>::new();
+        let z = tape.leaf(Tensor::from_vec(vec![0.5, -1.0, 2.0, 0.0, 1.0, 1.0], [2, 3]).unwrap());
+        let d = CrossEntropyOptions::default();
+        for (bad, at) in [
+            (vec![0.2, 0.3, 0.5, 3.0, -1.0, 0.5], "target[3] = 3"),
+            (vec![0.0, 0.0, 1.0, 0.5, 0.5, 1.0 + 1e-12], "target[5]"),
+        ] {
+            let t = tape.leaf(Tensor::from_vec(bad, [2, 3]).unwrap());
+            let before = tape.len();
+            for r in [cross_entropy(&z, &t, &d), cross_entropy_naive(&z, &t, &d)] {
+                let e = r.expect_err("a target outside [0, 1] is an error");
+                assert_eq!(e.kind(), ErrorKind::InvalidValue);
+                assert!(e.to_string().contains(at), "{e}");
+            }
+            assert_eq!(tape.len(), before, "a refused op records nothing");
+        }
+        let nan =
+            tape.leaf(Tensor::from_vec(vec![0.5, f64::NAN, 0.5, 0.0, 1.0, 0.0], [2, 3]).unwrap());
+        assert!(cross_entropy(&z, &nan, &d)
+            .unwrap()
+            .item()
+            .unwrap()
+            .is_nan());
     }
 
     #[test]
