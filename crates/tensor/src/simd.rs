@@ -43,7 +43,94 @@ const W: usize = 16;
 /// Bytes per cache line (x86-64 and most others).
 const LINE: usize = 64;
 
-/// Run `f` compiled for the widest instruction set this CPU supports.
+/// The instruction sets [`vectorized`] compiles its closure for, narrowest
+/// first (so `Ord` compares widths).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// The x86-64 baseline (SSE2), or plain code on other architectures.
+    Baseline,
+    /// AVX2 with FMA.
+    Avx2,
+    /// AVX-512 (F, BW, DQ, VL) with AVX2 and FMA.
+    Avx512,
+}
+
+impl Isa {
+    /// Its name in reports and in `LOSSGRAPH_ISA`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Baseline => "baseline",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+    /// Parse a name of [`Isa::name`].
+    pub fn from_name(name: &str) -> Option<Isa> {
+        [Isa::Baseline, Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .find(|i| i.name() == name)
+    }
+}
+
+/// The environment variable that caps the instruction set: `baseline`,
+/// `avx2` or `avx512`. The kernels then run the widest path at or below it
+/// that the CPU has, so a test run can reach every path a CPU supports
+/// (`.ci/run` runs the kernel and loss tests once per path). Read once, at
+/// the first call of [`vectorized`]; matrix products (the `gemm` crate)
+/// choose their own kernels and are not capped.
+pub const ISA_ENV: &str = "LOSSGRAPH_ISA";
+
+/// The widest instruction set the CPU has, by feature detection.
+pub fn detected_isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let avx2 = has!("avx2") && has!("fma");
+        if avx2 && has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl") {
+            return Isa::Avx512;
+        }
+        if avx2 {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Baseline
+}
+
+/// The instruction set [`vectorized`] uses: [`detected_isa`], capped by
+/// [`ISA_ENV`] when it is set. Decided once per process (an atomic load
+/// after that). An unknown value of the variable is reported once on
+/// stderr and ignored.
+#[inline(always)]
+pub fn isa() -> Isa {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    // 0: not decided yet; else 1 + the Isa's index
+    static CHOSEN: AtomicU8 = AtomicU8::new(0);
+    const ALL: [Isa; 3] = [Isa::Baseline, Isa::Avx2, Isa::Avx512];
+    match CHOSEN.load(Ordering::Relaxed) {
+        0 => {
+            let detected = detected_isa();
+            let chosen = match std::env::var(ISA_ENV) {
+                Ok(v) => match Isa::from_name(v.trim()) {
+                    Some(cap) => cap.min(detected),
+                    None => {
+                        eprintln!(
+                            "lossgraph: {ISA_ENV}={v:?} is not one of baseline, avx2, avx512; \
+                             using {}",
+                            detected.name()
+                        );
+                        detected
+                    }
+                },
+                Err(_) => detected,
+            };
+            CHOSEN.store(1 + chosen as u8, Ordering::Relaxed);
+            chosen
+        }
+        k => ALL[usize::from(k - 1).min(2)],
+    }
+}
+
+/// Run `f` compiled for the widest instruction set allowed ([`isa`]).
 ///
 /// Mark the closure `#[inline(always)]` (`vectorized(#[inline(always)] || …)`)
 /// so that it, and the `#[inline(always)]` kernels it calls, are compiled
@@ -52,48 +139,16 @@ const LINE: usize = 64;
 pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the features the wrapper enables were detected above.
-            return unsafe { x86::avx512(f) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        match isa() {
+            // SAFETY: `isa` is never above `detected_isa`, which found the
+            // features each wrapper enables.
+            Isa::Avx512 => return unsafe { x86::avx512(f) },
             // SAFETY: as above.
-            return unsafe { x86::avx2(f) };
+            Isa::Avx2 => return unsafe { x86::avx2(f) },
+            Isa::Baseline => {}
         }
     }
     f()
-}
-
-/// The instruction set [`vectorized`] picks on this CPU (for reports).
-pub fn isa() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
-            return "avx512";
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return "avx2";
-        }
-        "x86-64 baseline (sse2)"
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        "portable"
-    }
 }
 
 /// Outputs of at least this many bytes are written with streaming stores
@@ -575,19 +630,12 @@ impl<T: Copy> Store<T> for MaybeUninit<T> {
     }
 }
 
-/// Whether the vectorised paths of [`vectorized`] run on this CPU (AVX2 and
-/// FMA, with or without AVX-512): the softmax kernels below then evaluate
-/// their polynomial with fused multiply-adds.
+/// Whether the vectorised paths of [`vectorized`] run (AVX2 and FMA, with or
+/// without AVX-512): the softmax kernels below then evaluate their
+/// polynomial with fused multiply-adds.
 #[inline(always)]
 pub fn has_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    isa() >= Isa::Avx2
 }
 
 /// `a·b + c`, fused when `FMA` (instantiate `FMA = true` only where the

@@ -187,7 +187,7 @@ fn header(allocator: &str, max_reps: usize, warm_each: bool) -> String {
          fused and naive alternating{}; ms = median (min also shown); peak = most heap \
          above the start of a run; scr. = peak less the returned gradients",
         rayon::current_num_threads(),
-        lossgraph::tensor::simd::isa(),
+        lossgraph::tensor::simd::isa().name(),
         allocator,
         if warm_each {
             ", each after an untimed run of its own flavor (--warm-each)"
