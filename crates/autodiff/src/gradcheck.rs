@@ -11,7 +11,10 @@
 //!
 //! Tolerances follow PyTorch's `gradcheck`: `eps = 1e-6`, `atol = 1e-5`,
 //! `rtol = 1e-3`, an element passing when `|analytic − numeric| ≤ atol +
-//! rtol·|numeric|`. Run it in f64: f32 has too few digits for `eps = 1e-6`.
+//! rtol·|numeric|`. Run it in f64: f32 has too few digits for `eps = 1e-6`
+//! (a step of 1e-6 moves an f32 of size 1 by 8 ulp), so in f32 a step below
+//! [`F32_MIN_EPS`] is refused, and [`GradcheckOptions::for_f32`] gives the
+//! settings f32 central differences support.
 
 use crate::error::{Error, Result};
 use crate::tape::{Tape, Var};
@@ -54,7 +57,27 @@ impl Default for GradcheckOptions {
     }
 }
 
+/// The smallest step [`gradcheck`] accepts for f32 inputs: below it the
+/// rounding of `f(x ± eps)` (about `6e-8·|f|` each) swamps the difference.
+pub const F32_MIN_EPS: f64 = 1e-4;
+
 impl GradcheckOptions {
+    /// Settings for f32 inputs: `eps = 1e-3`, `atol = 1e-3`, `rtol = 1e-2`.
+    ///
+    /// Central differences in f32 have two errors: truncation, about
+    /// `eps²·|f‴|/6`, and rounding, about `6e-8·|⟨v, f⟩|/eps` (the output is
+    /// computed in f32 before it is contracted). `eps = 1e-3` balances the
+    /// two for values and derivatives of order 1, leaving errors near 1e-4;
+    /// the tolerances allow ten times that, and a 1% error in a backward rule
+    /// still fails. `lossgraph gradcheck --all --dtype f32` uses these.
+    pub fn for_f32() -> Self {
+        GradcheckOptions {
+            eps: 1e-3,
+            atol: 1e-3,
+            rtol: 1e-2,
+            ..Self::default()
+        }
+    }
     /// Fast mode with `directions` random directions.
     pub fn fast(directions: usize) -> Self {
         GradcheckOptions {
@@ -67,6 +90,8 @@ impl GradcheckOptions {
 /// One element (or direction) whose gradients disagree.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mismatch {
+    /// The op that produced the checked function's output.
+    pub op: String,
     /// Which input (position in `inputs`); `None` in fast mode, where a
     /// direction spans all inputs.
     pub input: Option<usize>,
@@ -80,14 +105,17 @@ pub struct Mismatch {
 
 impl std::fmt::Display for Mismatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "op `{}`, ", self.op)?;
         match self.input {
             Some(i) => write!(f, "input {i}, element {}", self.index)?,
             None => write!(f, "direction {}", self.index)?,
         }
         write!(
             f,
-            ": analytic {:.10e} vs numeric {:.10e}",
-            self.analytic, self.numeric
+            ": analytic {:.10e} vs numeric {:.10e} (analytic/numeric {:.4})",
+            self.analytic,
+            self.numeric,
+            self.analytic / self.numeric
         )
     }
 }
@@ -163,8 +191,12 @@ where
 /// ```
 ///
 /// # Errors
-/// Whatever `f` returns, or a backward error. A failed comparison is not an
-/// error: it is in the report (use [`GradcheckReport::into_result`]).
+/// Whatever `f` returns, or a backward error. [`Error::TapeMismatch`] when
+/// `f` returns a var of another tape than the leaves it was given (its
+/// gradient would read as zero and "pass"). `InvalidOption` for f32 inputs
+/// with a step below [`F32_MIN_EPS`] (use [`GradcheckOptions::for_f32`]).
+/// A failed comparison is not an error: it is in the report (use
+/// [`GradcheckReport::into_result`]).
 pub fn gradcheck<T: Float, F>(
     f: F,
     inputs: &[Tensor<T>],
@@ -173,11 +205,30 @@ pub fn gradcheck<T: Float, F>(
 where
     F: Fn(&[Var<T>]) -> Result<Var<T>>,
 {
+    let f32_like = T::epsilon().as_f64() > 1e-10;
+    if f32_like && opts.eps < F32_MIN_EPS {
+        return Err(lossgraph_tensor::Error::option(
+            "gradcheck",
+            "eps",
+            format!(
+                "{:e} is below what f32 central differences resolve ({F32_MIN_EPS:e}); \
+                 use GradcheckOptions::for_f32() (eps 1e-3, atol 1e-3, rtol 1e-2) or f64 inputs",
+                opts.eps
+            ),
+        )
+        .into());
+    }
     let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
     // analytic: one backward pass with a random cotangent
     let tape = Tape::new();
     let vars: Vec<Var<T>> = inputs.iter().map(|x| tape.leaf(x.clone())).collect();
     let out = f(&vars)?;
+    let op = out.op_name();
+    if !out.tape().same(&tape) {
+        return Err(Error::TapeMismatch {
+            op: format!("gradcheck (the function returned `{op}` from another tape)"),
+        });
+    }
     let v = Tensor::<T>::randn_with(out.shape(), 0.0, 1.0, &mut rng)?;
     let grads = out.backward_with(v.clone())?;
     let analytic: Vec<Tensor<T>> = vars.iter().map(|x| grads.get_or_zeros(x)).collect();
@@ -200,6 +251,7 @@ where
             report.checked += 1;
             if abs.is_nan() || !ok {
                 report.mismatches.push(Mismatch {
+                    op: op.clone(),
                     input,
                     index,
                     analytic: a,

@@ -35,7 +35,9 @@ mod tape;
 
 pub use custom::{BackwardCtx, CustomOp};
 pub use error::{Error, Phase, Result, TensorSummary};
-pub use gradcheck::{gradcheck, GradcheckMode, GradcheckOptions, GradcheckReport};
+pub use gradcheck::{
+    gradcheck, GradcheckMode, GradcheckOptions, GradcheckReport, Mismatch, F32_MIN_EPS,
+};
 pub use tape::{Gradients, Grads, Tape, Var};
 
 pub use lossgraph_tensor as tensor;

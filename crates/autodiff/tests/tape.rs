@@ -191,3 +191,91 @@ fn a_second_backward_returns_the_same_gradients_not_a_sum() {
     assert_eq!(first, vec![2.0, 4.0, 6.0]);
     assert_eq!(second, first);
 }
+
+/// A loss whose backward returns zeros: the kind of bug a "no panic" test
+/// never sees.
+struct ZeroGradSquareSum;
+impl CustomOp<f64> for ZeroGradSquareSum {
+    type Saved = ();
+    fn name(&self) -> &str {
+        "zero_grad_square_sum"
+    }
+    fn forward(&self, x: &[&Tensor<f64>]) -> Result<(Tensor<f64>, ())> {
+        Ok((x[0].square().sum_all(), ()))
+    }
+    fn backward(&self, cx: &BackwardCtx<'_, f64, ()>) -> Result<Vec<Option<Tensor<f64>>>> {
+        Ok(vec![Some(cx.inputs[0].zeros_like())])
+    }
+}
+
+#[test]
+fn gradcheck_catches_a_backward_of_zeros_on_a_scalar_loss_and_names_the_op() {
+    let x = Tensor::<f64>::randn([5], 0.0, 1.0, 3).unwrap();
+    let report = gradcheck(
+        |v| v[0].tape().apply(ZeroGradSquareSum, &[&v[0]]),
+        std::slice::from_ref(&x),
+        &GradcheckOptions::default(),
+    )
+    .unwrap();
+    assert!(!report.passed());
+    assert_eq!(report.mismatches.len(), 5);
+    let msg = report.into_result().unwrap_err().to_string();
+    assert!(msg.contains("op `zero_grad_square_sum`"), "{msg}");
+    assert!(
+        msg.contains("analytic/numeric -0.0000") || msg.contains("analytic/numeric 0.0000"),
+        "{msg}"
+    );
+}
+
+/// A function that builds its output on a tape of its own: its gradient
+/// with respect to the given leaves reads as zero, and central differences
+/// of a function that ignores its inputs are zero too, so the two "agree".
+/// That is an error, not a pass.
+#[test]
+fn gradcheck_refuses_an_output_from_another_tape() {
+    let x = Tensor::<f64>::randn([3], 0.0, 1.0, 4).unwrap();
+    let r = gradcheck(
+        |_v| {
+            let other = Tape::<f64>::new();
+            other.leaf(Tensor::ones([3])?).exp()
+        },
+        std::slice::from_ref(&x),
+        &GradcheckOptions::default(),
+    );
+    assert!(matches!(r, Err(Error::TapeMismatch { .. })), "{r:?}");
+}
+
+/// f32 inputs with PyTorch's f64 step (1e-6) are refused with a message that
+/// names the f32 preset; with the preset a correct op passes and a rule off
+/// by 2% fails.
+#[test]
+fn gradcheck_in_f32_needs_the_f32_preset() {
+    let x = Tensor::<f32>::randn([6], 0.0, 1.0, 5).unwrap();
+    let e = gradcheck(
+        |v| v[0].tanh()?.sum_all(),
+        std::slice::from_ref(&x),
+        &GradcheckOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidOption);
+    assert!(e.to_string().contains("for_f32"), "{e}");
+    let ok = gradcheck(
+        |v| v[0].tanh()?.sum_all(),
+        std::slice::from_ref(&x),
+        &GradcheckOptions::for_f32(),
+    )
+    .unwrap();
+    assert!(ok.passed(), "{ok:?}");
+    // tanh's rule scaled by 1.02: the preset's tolerances catch it
+    let off = gradcheck(
+        |v| {
+            let y = v[0].tanh()?;
+            // y + 0.02·(y − stop(y)): the value of y, 1.02 times its gradient
+            y.add(&y.sub(&y.detach())?.mul_scalar(0.02)?)?.sum_all()
+        },
+        std::slice::from_ref(&x),
+        &GradcheckOptions::for_f32(),
+    )
+    .unwrap();
+    assert!(!off.passed(), "{off:?}");
+}

@@ -19,7 +19,8 @@ use std::process::ExitCode;
 /// label set.
 ///
 /// f64 uses PyTorch's settings (eps 1e-6, atol 1e-5, rtol 1e-3); f32 has too
-/// few digits for those, so it uses eps 1e-3, atol 1e-2, rtol 5e-2.
+/// few digits for those, so it uses GradcheckOptions::for_f32(): eps 1e-3,
+/// atol 1e-3, rtol 1e-2 (a 1% error in a rule fails).
 ///
 /// Examples:
 ///   lossgraph gradcheck cross_entropy huber
@@ -102,12 +103,7 @@ pub fn run(args: Args) -> ExitCode {
         return ExitCode::from(2);
     }
     let opts = if args.dtype == "f32" {
-        GradcheckOptions {
-            eps: 1e-3,
-            atol: 1e-2,
-            rtol: 5e-2,
-            ..GradcheckOptions::default()
-        }
+        GradcheckOptions::for_f32()
     } else {
         GradcheckOptions::default()
     };
