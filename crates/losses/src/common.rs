@@ -379,12 +379,13 @@ fn grad_loop_streamed<T: Float>(
             da.is_some().then_some(&mut *ga),
             db.is_some().then_some(&mut *gb),
         );
-        // SAFETY: grad_loop_u wrote every slot of each scratch block whose
-        // output is present.
         if let Some(d) = da.as_deref_mut() {
+            // SAFETY: grad_loop_u wrote every slot of the scratch block of
+            // each output that is present, and `da` is.
             simd::copy_streaming(unsafe { assume_init(ga) }, &mut d[r.clone()]);
         }
         if let Some(d) = db.as_deref_mut() {
+            // SAFETY: as above, for `db`.
             simd::copy_streaming(unsafe { assume_init(gb) }, &mut d[r]);
         }
     }

@@ -262,11 +262,18 @@ pub fn stream_fence() {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    /// # Safety
+    /// The CPU must have every feature enabled here (AVX-512 F/BW/DQ/VL,
+    /// AVX2, FMA, BMI1/2, LZCNT, POPCNT): [`super::isa`] returns `Avx512`
+    /// only when [`super::detected_isa`] found them.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
     pub(super) unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
         f()
     }
 
+    /// # Safety
+    /// The CPU must have AVX2, FMA, BMI1/2, LZCNT and POPCNT: [`super::isa`]
+    /// returns `Avx2` or above only when [`super::detected_isa`] found them.
     #[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
     pub(super) unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
         f()
