@@ -202,3 +202,39 @@ fn indexing() {
         vec![vec![normal(&[3, 4], 402)], vec![normal(&[4, 2, 3], 403)]],
     );
 }
+
+/// The gradient of each kinked primitive exactly at its kink is the one
+/// PyTorch 2.15 returns there (float64, backward of `.sum()`), read off
+/// PyTorch once for the edge cases of #25:
+/// `relu(0)` → 0; `abs(0)` → 0; `maximum`/`minimum` at a tie → ½ to each
+/// side; `clamp(x, lo, hi)` with scalar bounds → 0 at either bound (as
+/// `clamp_min`/`clamp_max`), 1 strictly inside.
+#[test]
+fn kinked_primitives_at_their_kinks_match_pytorch() {
+    let tape = lossgraph_autodiff::Tape::<f64>::new();
+    let grad = |y: Result<Var<f64>>, x: &Var<f64>| {
+        y.unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap()
+            .get(x)
+            .unwrap()
+            .to_vec()
+    };
+    let x = tape.leaf(Tensor::from_vec(vec![0.0, 1.0, -1.0], [3]).unwrap());
+    assert_eq!(grad(x.relu(), &x), vec![0.0, 1.0, 0.0]);
+    assert_eq!(grad(x.abs(), &x), vec![0.0, 1.0, -1.0]);
+    let c = tape.leaf(Tensor::from_vec(vec![-1.0, 1.0, 0.0, 2.0, -2.0], [5]).unwrap());
+    assert_eq!(grad(c.clamp(-1.0, 1.0), &c), vec![0.0, 0.0, 1.0, 0.0, 0.0]);
+    let z = tape.leaf(Tensor::from_vec(vec![0.0], [1]).unwrap());
+    assert_eq!(grad(z.clamp(0.0, f64::INFINITY), &z), vec![0.0]);
+    let a = tape.leaf(Tensor::from_vec(vec![1.0, 2.0], [2]).unwrap());
+    let b = tape.leaf(Tensor::from_vec(vec![1.0, 0.5], [2]).unwrap());
+    for y in [a.maximum(&b).unwrap(), a.minimum(&b).unwrap()] {
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let (ga, gb) = (g.get(&a).unwrap().to_vec(), g.get(&b).unwrap().to_vec());
+        assert_eq!((ga[0], gb[0]), (0.5, 0.5), "a tie splits the gradient");
+        assert_eq!(ga[1] + gb[1], 1.0);
+    }
+}
