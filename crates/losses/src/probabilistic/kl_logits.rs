@@ -159,6 +159,37 @@ struct RowState<T> {
     kl: T,
 }
 
+impl<T: Float> RowState<T> {
+    /// A row's numbers before its sums: both maxima, log-sums and `s_r`.
+    fn new(max_s: T, max_t: T, ln_ss: T, ln_st: T, s_ref: T) -> Self {
+        let zero = T::zero();
+        RowState {
+            max_s,
+            max_t,
+            ln_ss,
+            ln_st,
+            s_ref,
+            q_delta: zero,
+            kl: zero,
+        }
+    }
+    /// `p_c` from the student's logit `s_c` (`inv = 1/T`).
+    #[inline(always)]
+    fn p(&self, sk: T, inv: T) -> T {
+        ((sk - self.max_s) * inv - self.ln_ss).fast_exp()
+    }
+    /// `q_c` from the teacher's logit `t_c`.
+    #[inline(always)]
+    fn q(&self, tk: T, inv: T) -> T {
+        ((tk - self.max_t) * inv - self.ln_st).fast_exp()
+    }
+    /// `δ_c = ((t_c − t_r) − (s_c − s_r))/T`, exactly 0 at `c = r`.
+    #[inline(always)]
+    fn delta(&self, sk: T, tk: T, inv: T) -> T {
+        ((tk - self.max_t) - (sk - self.s_ref)) * inv
+    }
+}
+
 /// What forward keeps: the per-row numbers, and the gradients it computed.
 struct Saved<T> {
     rows: Vec<RowState<T>>,
@@ -200,47 +231,32 @@ fn index_of<T: Float>(row: &[T], m: T) -> usize {
 /// contributes 0 (a select on the computed term, so the loop vectorises).
 #[inline(always)]
 fn row_state<T: Float>(sr: &[T], tr: &[T], inv: T) -> RowState<T> {
+    let zero = T::zero();
     if sr.is_empty() {
         // no classes: a KL of 0, and no gradient entries to write
-        let zero = T::zero();
-        return RowState {
-            max_s: zero,
-            max_t: zero,
-            ln_ss: zero,
-            ln_st: zero,
-            s_ref: zero,
-            q_delta: zero,
-            kl: zero,
-        };
+        return RowState::new(zero, zero, zero, zero, zero);
     }
     let (max_s, ln_ss) = max_and_ln_sum(sr, inv);
     let (max_t, ln_st) = max_and_ln_sum(tr, inv);
-    let s_ref = sr[index_of(tr, max_t)];
-    let q_delta = simd::sum_map2(
+    let mut st = RowState::new(max_s, max_t, ln_ss, ln_st, sr[index_of(tr, max_t)]);
+    st.q_delta = simd::sum_map2(
         sr,
         tr,
         #[inline(always)]
         |sk, tk| {
-            let q = ((tk - max_t) * inv - ln_st).fast_exp();
-            let v = q * (((tk - max_t) - (sk - s_ref)) * inv);
-            if q != T::zero() {
+            let q = st.q(tk, inv);
+            let v = q * st.delta(sk, tk, inv);
+            if q != zero {
                 v
             } else {
-                T::zero()
+                zero
             }
         },
     );
     // d_r = log q_r − log p_r, with log q_r = −ln S_t
-    let d_ref = -ln_st - ((s_ref - max_s) * inv - ln_ss);
-    RowState {
-        max_s,
-        max_t,
-        ln_ss,
-        ln_st,
-        s_ref,
-        q_delta,
-        kl: d_ref + q_delta,
-    }
+    let d_ref = -ln_st - ((st.s_ref - max_s) * inv - ln_ss);
+    st.kl = d_ref + st.q_delta;
+    st
 }
 
 /// Row gradients for upstream gradient `u`: `∂/∂student = uT (p − q)`,
@@ -258,24 +274,10 @@ fn row_grads<T: Float>(
 ) {
     let n = sr.len();
     let tr = &tr[..n];
-    let RowState {
-        max_s,
-        max_t,
-        ln_ss,
-        ln_st,
-        s_ref,
-        q_delta,
-        ..
-    } = st;
-    let dstudent = |sk: T, tk: T| {
-        let p = ((sk - max_s) * inv - ln_ss).fast_exp();
-        let q = ((tk - max_t) * inv - ln_st).fast_exp();
-        ut * (p - q)
-    };
+    let dstudent = |sk: T, tk: T| ut * (st.p(sk, inv) - st.q(tk, inv));
     let dteacher = |sk: T, tk: T| {
-        let q = ((tk - max_t) * inv - ln_st).fast_exp();
-        let delta = ((tk - max_t) - (sk - s_ref)) * inv;
-        let d = ut * q * (delta - q_delta);
+        let q = st.q(tk, inv);
+        let d = ut * q * (st.delta(sk, tk, inv) - st.q_delta);
         if q == T::zero() {
             T::zero()
         } else {
