@@ -56,6 +56,8 @@ pub enum Isa {
 }
 
 impl Isa {
+    /// Every instruction set, narrowest first (the order of the variants).
+    pub const ALL: [Isa; 3] = [Isa::Baseline, Isa::Avx2, Isa::Avx512];
     /// Its name in reports and in `LOSSGRAPH_ISA`.
     pub fn name(self) -> &'static str {
         match self {
@@ -66,9 +68,7 @@ impl Isa {
     }
     /// Parse a name of [`Isa::name`].
     pub fn from_name(name: &str) -> Option<Isa> {
-        [Isa::Baseline, Isa::Avx2, Isa::Avx512]
-            .into_iter()
-            .find(|i| i.name() == name)
+        Isa::ALL.into_iter().find(|i| i.name() == name)
     }
 }
 
@@ -105,7 +105,6 @@ pub fn isa() -> Isa {
     use std::sync::atomic::{AtomicU8, Ordering};
     // 0: not decided yet; else 1 + the Isa's index
     static CHOSEN: AtomicU8 = AtomicU8::new(0);
-    const ALL: [Isa; 3] = [Isa::Baseline, Isa::Avx2, Isa::Avx512];
     match CHOSEN.load(Ordering::Relaxed) {
         0 => {
             let detected = detected_isa();
@@ -126,7 +125,7 @@ pub fn isa() -> Isa {
             CHOSEN.store(1 + chosen as u8, Ordering::Relaxed);
             chosen
         }
-        k => ALL[usize::from(k - 1).min(2)],
+        k => Isa::ALL[usize::from(k - 1).min(Isa::ALL.len() - 1)],
     }
 }
 
