@@ -367,3 +367,187 @@ pub fn case_file(data: &[u8], sample: &str) {
         }
     }
 }
+
+/// Op names and `plot`'s op forms (`^2`, `:KEY=V[,V...]`), valid and not.
+const CLI_OPS: &[&str] = &[
+    "mse",
+    "huber",
+    "cross_entropy",
+    "bce_with_logits",
+    "triplet",
+    "info_nce",
+    "dpo",
+    "quantile",
+    "kl_div",
+    "sigmoid_focal",
+    "hinge",
+    "no_such_loss",
+    "huber^2",
+    "huber:delta=0.5,1,2",
+    "quantile:taus=0.1,0.9",
+    "dpo:variant=ipo,hinge",
+    "sigmoid_focal:gamma=0,2:alpha=-1",
+    "mse:",
+    ":",
+    "mse:delta=1",
+    "huber:delta=-1",
+    "huber:delta=",
+    "huber:=1",
+];
+/// Numbers on and past the edges of what the numeric flags take.
+const CLI_NUMBERS: &[&str] = &[
+    "0",
+    "1",
+    "2",
+    "3",
+    "-1",
+    "401",
+    "100000",
+    "100001",
+    "100000000000",
+    "18446744073709551616",
+    "nan",
+    "1e308",
+    "x",
+];
+/// `LO,HI` ranges, valid and not.
+const CLI_RANGES: &[&str] = &[
+    "-5,5",
+    "5,-5",
+    "0,0",
+    "nan,1",
+    "-1e308,1e308",
+    "0.1,0.9",
+    "1,2,3",
+    "-inf,0",
+    ",",
+    "",
+];
+/// Each command's flags and the values each takes (none: a switch).
+const CLI_FLAGS: &[(&str, &str, &[&str])] = &[
+    (
+        "plot",
+        "--opt",
+        &[
+            "delta=1",
+            "delta=0.5,2",
+            "gamma=0,1,2,3,4,5",
+            "margin=1e308",
+            "beta=nan",
+            "=1",
+            "x",
+        ],
+    ),
+    (
+        "plot",
+        "--against",
+        &["residual", "pred", "logit", "margin", "p_t", "x"],
+    ),
+    (
+        "plot",
+        "--preset",
+        &[
+            "regression",
+            "focal",
+            "margins",
+            "temperature",
+            "reductions",
+            "x",
+        ],
+    ),
+    ("plot", "--range", CLI_RANGES),
+    ("plot", "--loss-range", CLI_RANGES),
+    ("plot", "--grad-range", CLI_RANGES),
+    ("plot", "--points", CLI_NUMBERS),
+    ("plot", "--layout", &["stacked", "side", "x"]),
+    (
+        "plot",
+        "--size",
+        &["200x200", "300x250", "0x0", "8001x10", "x", "199x200"],
+    ),
+    ("plot", "--title", &["", "a title", "\u{1F600}"]),
+    (
+        "plot",
+        "--note",
+        &[
+            "",
+            "a note",
+            "a much longer note that the legend must wrap or cut",
+        ],
+    ),
+    ("gradcheck", "--all", &[]),
+    ("gradcheck", "--dtype", &["f32", "f64", "f16"]),
+    ("gradcheck", "--seed", CLI_NUMBERS),
+    ("bench", "--quick", &[]),
+    ("bench", "--op", CLI_OPS),
+    ("bench", "--reps", CLI_NUMBERS),
+    ("bench", "--retain-heap", &[]),
+    ("bench", "--huge-pages", &[]),
+    ("bench", "--warm-each", &[]),
+    ("bench", "--json", &["rows.json"]),
+];
+
+/// The command line from the bytes: a command, then its own flags with
+/// values from their lists above ([`CLI_FLAGS`]: on and past each flag's
+/// edges), op names as positional arguments, and now and then a stray word
+/// or a number of any magnitude; parsed by the CLI's own parser. What parses
+/// is run when it is cheap and writes nothing outside a scratch folder:
+/// `plot` (its `--out` set to a file there) and `gradcheck` of at most two
+/// ops; `bench` and `conformance` are parsed only (a bench run takes seconds
+/// to minutes; the case-file door covers what `conformance` reads). Returns
+/// the command that parsed, if any, and whether it ran and succeeded.
+pub fn cli_args(data: &[u8]) -> Option<(crate::cli::CommandKind, bool)> {
+    use crate::cli::{run, Cli, CommandKind};
+    use clap::Parser;
+    let mut r = Reader::new(data);
+    let command = r.pick(&[
+        "plot",
+        "plot",
+        "plot",
+        "gradcheck",
+        "bench",
+        "conformance",
+        "help",
+    ]);
+    let flags: Vec<_> = CLI_FLAGS.iter().filter(|f| f.0 == command).collect();
+    let mut args = vec!["lossgraph".to_string(), command.to_string()];
+    for _ in 0..r.below(6) {
+        match r.u8() % 16 {
+            0 => args.push(format!("{}", r.real())),
+            1 => args.push(
+                r.pick(&["--help", "--version", "-h", "--no-such-flag", ""])
+                    .into(),
+            ),
+            2..=7 => args.push(r.pick(CLI_OPS).into()),
+            _ if flags.is_empty() => args.push(r.pick(CLI_OPS).into()),
+            _ => {
+                let (_, flag, values) = *flags[r.below(flags.len())];
+                args.push(flag.into());
+                if !values.is_empty() {
+                    args.push(r.pick(values).into());
+                }
+            }
+        }
+    }
+    let scratch = std::env::temp_dir().join(format!("lossgraph-cli-door-{}", std::process::id()));
+    if command == "plot" {
+        let ext = r.pick(&["svg", "png", "txt"]);
+        args.push("--out".into());
+        args.push(scratch.join(format!("door.{ext}")).display().to_string());
+    }
+    let cli = Cli::try_parse_from(&args).ok()?;
+    let kind = cli.kind();
+    let cheap = match kind {
+        CommandKind::Plot => true,
+        CommandKind::Gradcheck => !args.iter().any(|a| a == "--all") && args.len() <= 4,
+        CommandKind::Bench | CommandKind::Conformance => false,
+    };
+    let mut succeeded = false;
+    if cheap && std::fs::create_dir_all(&scratch).is_ok() {
+        let code = run(cli);
+        let _ = std::fs::remove_dir_all(&scratch);
+        // ExitCode has no PartialEq; its Debug form names the code
+        succeeded = format!("{code:?}") == format!("{:?}", std::process::ExitCode::SUCCESS);
+    }
+    Some((kind, succeeded))
+}

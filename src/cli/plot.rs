@@ -11,9 +11,9 @@ mod presets;
 mod sweep;
 mod wire;
 
+use crate::losses::catalog::CATALOG;
+use crate::losses::registry::OptValue;
 use draw::{Figure, Layout};
-use lossgraph::losses::catalog::CATALOG;
-use lossgraph::losses::registry::OptValue;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -304,6 +304,20 @@ fn curves_from_cli(
             eprintln!("lossgraph plot: note: --opt {k} not applied where rejected: {w}");
         }
     }
+    let count = accepted.iter().try_fold(0usize, |total, settings| {
+        let n = settings
+            .iter()
+            .try_fold(1usize, |n, (_, vals)| n.checked_mul(vals.len()))?;
+        total.checked_add(n)
+    });
+    match count {
+        Some(n) if n <= MAX_CURVES => {}
+        _ => {
+            return Err(format!(
+                "the settings expand to more than {MAX_CURVES} curves: give fewer values"
+            ))
+        }
+    }
     let mut curves = Vec::new();
     for (spec, settings) in specs.iter().zip(accepted) {
         for s in combinations(&settings) {
@@ -318,7 +332,20 @@ fn curves_from_cli(
     Ok(curves)
 }
 
+/// The most points per curve: a figure is at most a few thousand pixels
+/// wide, and the sweep holds every point of every curve.
+const MAX_POINTS: usize = 100_000;
+/// The most curves one command may expand to (the product of the settings'
+/// value counts); beyond it the legend and the colours stop meaning much.
+const MAX_CURVES: usize = 64;
+
 fn figure(args: &Args) -> R<Figure> {
+    if !(2..=MAX_POINTS).contains(&args.points) {
+        return Err(format!(
+            "--points {}: expected 2 to {MAX_POINTS}",
+            args.points
+        ));
+    }
     let range = args
         .range
         .as_deref()

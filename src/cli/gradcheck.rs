@@ -1,10 +1,10 @@
 //! `lossgraph gradcheck`: finite-difference checks of each fused op and its
 //! naive twin, over the op's option families, on random inputs.
 
-use lossgraph::autodiff::{gradcheck, GradcheckOptions, Tape, Var};
-use lossgraph::losses::catalog::{call, describe, label_inputs, option_families, Size, CATALOG};
-use lossgraph::losses::registry::{build_from_vars, real_inputs, Call, Flavor, InputValue};
-use lossgraph::tensor::{Float, Tensor};
+use crate::autodiff::{gradcheck, GradcheckOptions, Tape, Var};
+use crate::losses::catalog::{call, describe, label_inputs, option_families, Size, CATALOG};
+use crate::losses::registry::{build_from_vars, real_inputs, Call, Flavor, InputValue};
+use crate::tensor::{Float, Tensor};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
@@ -99,7 +99,11 @@ pub fn run(args: Args) -> ExitCode {
         .iter()
         .find(|o| !CATALOG.iter().any(|c| c.name == o.as_str()))
     {
-        eprintln!("lossgraph gradcheck: unknown op {bad:?}");
+        let names: Vec<&str> = CATALOG.iter().map(|o| o.name).collect();
+        eprintln!(
+            "lossgraph gradcheck: unknown op {bad:?}; the ops are: {}",
+            names.join(", ")
+        );
         return ExitCode::from(2);
     }
     let opts = if args.dtype == "f32" {

@@ -3,8 +3,8 @@
 //! built from it with tape ops (a sigmoid, a logit, a concat), so the gradient
 //! the chart shows is `∂loss/∂x` as the tape's backward computes it.
 
-use lossgraph::autodiff::{Tape, Var};
-use lossgraph::tensor::Tensor;
+use crate::autodiff::{Tape, Var};
+use crate::tensor::Tensor;
 use std::collections::BTreeMap;
 
 /// What the x axis is.

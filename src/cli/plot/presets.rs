@@ -9,9 +9,9 @@ use super::draw::{Figure, Panel, Series};
 use super::sweep::{same_points, sweep_figure, Curve, Sweep};
 use super::wire::Axis;
 use super::{err, R};
-use lossgraph::autodiff::{Tape, Var};
-use lossgraph::losses::registry::{build_from_vars, Call, Flavor, InputValue, OptValue};
-use lossgraph::tensor::Tensor;
+use crate::autodiff::{Tape, Var};
+use crate::losses::registry::{build_from_vars, Call, Flavor, InputValue, OptValue};
+use crate::tensor::Tensor;
 use std::collections::BTreeMap;
 
 /// The presets of `--preset`.

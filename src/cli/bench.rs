@@ -1,15 +1,15 @@
 //! `lossgraph bench`: fused vs naive, forward + backward, median time and
 //! peak extra heap, at sizes that matter (LM-sized logits, 4M-element
 //! regression batches, a 32k-vocabulary projection). The cases, their inputs
-//! and the run itself are `lossgraph::bench_cases`, shared with
+//! and the run itself are `crate::bench_cases`, shared with
 //! `cargo bench --bench losses`; the timing loop, peaks and table are here.
 
-use crate::alloc::peak_during;
+use super::alloc::peak_during;
+use crate::bench_cases::{default_specs, prepare, run_once, Prepared, Spec};
+use crate::losses::catalog::describe;
+use crate::losses::registry::{Call, Flavor};
+use crate::tensor::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
-use lossgraph::bench_cases::{default_specs, prepare, run_once, Prepared, Spec};
-use lossgraph::losses::catalog::describe;
-use lossgraph::losses::registry::{Call, Flavor};
-use lossgraph::tensor::Tensor;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -187,7 +187,7 @@ fn header(allocator: &str, max_reps: usize, warm_each: bool) -> String {
          fused and naive alternating{}; ms = median (min also shown); peak = most heap \
          above the start of a run; scr. = peak less the returned gradients",
         rayon::current_num_threads(),
-        lossgraph::tensor::simd::isa().name(),
+        crate::tensor::simd::isa().name(),
         allocator,
         if warm_each {
             ", each after an untimed run of its own flavor (--warm-each)"
@@ -211,14 +211,14 @@ pub fn run(args: Args) -> ExitCode {
     }
     let mut allocator = String::from("system");
     if args.retain_heap {
-        if crate::alloc::retain_heap() {
+        if super::alloc::retain_heap() {
             allocator.push_str(", freed memory retained (--retain-heap)");
         } else {
             eprintln!("lossgraph bench: --retain-heap needs glibc's malloc; measuring as is");
         }
     }
     if args.huge_pages {
-        if crate::alloc::huge_pages() {
+        if super::alloc::huge_pages() {
             allocator.push_str(", transparent huge pages for blocks >= 2 MiB (--huge-pages)");
         } else {
             eprintln!(

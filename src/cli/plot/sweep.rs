@@ -5,9 +5,9 @@
 use super::draw::{Figure, Panel, Series};
 use super::wire::{self, Axis};
 use super::{err, R};
-use lossgraph::autodiff::Tape;
-use lossgraph::losses::registry::{build_from_vars, Call, Flavor, InputValue, OptValue};
-use lossgraph::tensor::Tensor;
+use crate::autodiff::Tape;
+use crate::losses::registry::{build_from_vars, Call, Flavor, InputValue, OptValue};
+use crate::tensor::Tensor;
 use std::collections::BTreeMap;
 
 /// One curve: an op (squared or not) with single-valued settings.
