@@ -274,3 +274,66 @@ fn matmul_matches_the_definition_at_larger_sizes() {
     .unwrap();
     assert_eq!(nan, [0.0; 4]);
 }
+
+/// The f32 products (the `gemm` crate, on one thread and on all of them, in
+/// every transposed form, and batched) against the f64 definition, within
+/// the error bound of an f32 dot product of length k: `(k + 2)·ε·Σ|a||b|`.
+#[test]
+fn f32_matmul_matches_the_definition_serial_and_parallel() {
+    use lossgraph_tensor::parallel::serial_products;
+    for (m, k, n) in [
+        (1, 1, 1),
+        (3, 5, 2),
+        (17, 33, 9),
+        (130, 257, 70),
+        (300, 64, 513),
+    ] {
+        for ta in [Trans::N, Trans::T] {
+            for tb in [Trans::N, Trans::T] {
+                let ad = if ta == Trans::N { [m, k] } else { [k, m] };
+                let bd = if tb == Trans::N { [k, n] } else { [n, k] };
+                let a = Tensor::<f32>::randn(ad, 0.0, 1.0, 7).unwrap();
+                let b = Tensor::<f32>::randn(bd, 0.0, 1.0, 8).unwrap();
+                let (a64, b64) = (a.cast::<f64>(), b.cast::<f64>());
+                let want = reference_product(&a64, ta, &b64, tb);
+                let scale = reference_product(&a64.abs(), ta, &b64.abs(), tb);
+                let check = |got: &[f32], what: &str| {
+                    assert_eq!(got.len(), m * n, "{what}");
+                    for (idx, ((&g, w), s)) in got.iter().zip(&want).zip(&scale).enumerate() {
+                        let bound = (k as f64 + 2.0) * f64::from(f32::EPSILON) * s;
+                        assert!(
+                            (f64::from(g) - w).abs() <= bound,
+                            "{what} {m}x{k}x{n} {ta:?}{tb:?} at {idx}: {g} vs {w} (bound {bound})"
+                        );
+                    }
+                };
+                let parallel = matmul_t(&a, ta, &b, tb).unwrap();
+                check(parallel.as_slice(), "parallel");
+                let serial = serial_products(|| matmul_t(&a, ta, &b, tb).unwrap());
+                check(serial.as_slice(), "serial");
+                // a batch of 3 copies of a against one b: each entry as above
+                let mut a3 = ad.to_vec();
+                a3.insert(0, 3);
+                let a3 = Tensor::from_vec(a.as_slice().repeat(3), a3).unwrap();
+                for run_serial in [false, true] {
+                    let prod = if run_serial {
+                        serial_products(|| matmul_t(&a3, ta, &b, tb).unwrap())
+                    } else {
+                        matmul_t(&a3, ta, &b, tb).unwrap()
+                    };
+                    assert_eq!(prod.dims(), &[3, m, n]);
+                    for entry in prod.as_slice().chunks(m * n) {
+                        check(
+                            entry,
+                            if run_serial {
+                                "serial batch"
+                            } else {
+                                "parallel batch"
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
