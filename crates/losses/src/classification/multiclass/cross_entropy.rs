@@ -40,8 +40,8 @@
 //! recomputes. Soft targets save the log-sum-exp only and recompute.
 
 use super::rows::{
-    at, buf_blocks, check_ids, class_of, constant_rows, grad_rows, map_rows, per_class,
-    reduce_rows, reduce_rows_naive, row, row_blocks, rows_of, upstream, Lse, Rows,
+    at, buf_blocks, check_ids, class_of, grad_rows, map_rows, per_class, reduce_rows,
+    reduce_rows_naive, row, row_blocks, rows_of, upstream, Lse, Rows,
 };
 use crate::common::{
     assume_init, check_option, check_unit_interval, filled, no_batchmean, outside_unit, same_shape,
@@ -617,36 +617,50 @@ pub fn cross_entropy_naive<'a, T: Float>(
     let tape = logits.tape().clone();
     let shape = logits.shape();
     let last = shape.ndim().saturating_sub(1);
+    // The fused op's constructors validate (shapes, ids, options) so that
+    // both flavors refuse the same inputs with the same errors; everything
+    // they compute (weights, smoothing, the ignore test, the mean's
+    // denominator) is recomputed below from the options and the formula of
+    // LOSSES.md, so a bug there cannot agree with itself.
+    let classes = shape.dims().last().copied().unwrap_or(1).max(1);
+    let rows = shape.numel() / classes;
+    let eps = opts.label_smoothing;
+    let w = |k: usize| opts.weight.as_ref().map_or(1.0, |w| w[k]);
+    let log_p = || logits.softmax()?.log();
     match target.into() {
         CrossEntropyTarget::Classes(ids) => {
-            let op = ClassCe::<T>::new(&shape, ids, opts)?;
-            let a = constant_rows(&tape, &shape, op.rows.classes, |i, r| {
-                let Some(y) = op.class(i) else { return };
-                let (on_y, smooth) = op.split(y);
-                for (k, v) in r.iter_mut().enumerate() {
-                    *v = smooth * at(&op.weight, k);
+            ClassCe::<T>::new(&shape, ids, opts)?;
+            // −Σ_k a_k log p_k with a = (1 − ε)·w_y·onehot(y) + (ε/C)·w, a
+            // zero row where the id is ignored; the mean divides by Σ w_y
+            // over the rows kept (PyTorch's rule, smoothing included)
+            let mut a = vec![T::zero(); rows * classes];
+            let mut denom = 0.0;
+            for (row, &y) in a.chunks_mut(classes).zip(ids.as_slice()) {
+                if y == opts.ignore_index {
+                    continue;
                 }
-                r[y] += on_y;
-            })?;
-            let log_p = logits.softmax()?.log()?;
-            let loss = log_p.mul(&a)?.sum(last, false)?.neg()?;
-            reduce_rows_naive(loss, op.reduction, op.denom)
+                let y = y as usize;
+                denom += w(y);
+                for (k, v) in row.iter_mut().enumerate() {
+                    *v = T::of(eps / classes as f64 * w(k));
+                }
+                row[y] += T::of((1.0 - eps) * w(y));
+            }
+            let a = tape.constant(Tensor::from_vec(a, shape.clone())?);
+            let loss = log_p()?.mul(&a)?.sum(last, false)?.neg()?;
+            reduce_rows_naive(loss, opts.reduction, T::of(denom))
         }
         CrossEntropyTarget::Probs(probs) => {
-            let op = SoftCe::<T>::new(&shape, &probs.shape(), opts)?;
+            SoftCe::<T>::new(&shape, &probs.shape(), opts)?;
             check_unit_interval(OP, "target", &probs.value())?;
-            let c = T::of(op.rows.classes as f64);
-            let log_p = logits.softmax()?.log()?;
+            // a = (1 − ε)·t + ε/C, weighted per class; the mean is over rows
             let t = probs
-                .mul_scalar(T::one() - op.eps)?
-                .add_scalar(op.eps / c)?;
-            let mut prod = log_p.mul(&t)?;
-            if let Some(w) = &op.weight {
-                let w = Tensor::from_vec(w.clone(), [op.rows.classes])?;
-                prod = prod.mul(&tape.constant(w))?;
-            }
-            let loss = prod.sum(last, false)?.neg()?;
-            reduce_rows_naive(loss, op.reduction, T::of(op.rows.rows as f64))
+                .mul_scalar(T::of(1.0 - eps))?
+                .add_scalar(T::of(eps / classes as f64))?;
+            let weights: Vec<T> = (0..classes).map(|k| T::of(w(k))).collect();
+            let a = t.mul(&tape.constant(Tensor::from_vec(weights, [classes])?))?;
+            let loss = log_p()?.mul(&a)?.sum(last, false)?.neg()?;
+            reduce_rows_naive(loss, opts.reduction, T::of(rows as f64))
         }
     }
 }
