@@ -174,8 +174,7 @@ def files():
 
     # triplet, squared: d+ - d- + margin = 0 in row 0 at margin 1 (1 - 2 + 1)
     # and in row 1 at margin 0 (positive == negative). The Euclidean form
-    # adds eps = 1e-6 inside each norm, so no dyadic input sits exactly on
-    # its corner in both dtypes; PyTorch also refuses a margin of 0 there.
+    # follows below.
     anc = t([0.0, 0.0, 0.5, -1.0, 0.0, 0.0], [3, 2])
     pos = t([1.0, 0.0, 1.5, -1.0, 0.0, 0.0], [3, 2])
     neg = t([1.0, 1.0, 1.5, -1.0, 0.0, 0.0], [3, 2])
@@ -193,6 +192,32 @@ def files():
              trip, {"margin": m, "squared": True, "reduction": r}, all3)
         for m, r in [(0.0, "none"), (1.0, "none"), (1.0, "sum")]
     ]
+
+    # triplet, Euclidean: eps = 1e-6 inside each norm keeps a dyadic input
+    # off the corner d+ - d- + m = 0 for m > 0, but where positive ==
+    # negative the two distances are equal in any arithmetic, so at margin 0
+    # (which this project accepts and PyTorch refuses) rows 0 and 1 sit
+    # exactly on the corner; row 2 is inside the margin, row 3 outside
+    anc_e = t([0.0, 0.0, 0.5, -1.0, 1.0, 2.0, 0.0, 0.0], [4, 2])
+    pos_e = t([1.0, 0.5, 0.5, -1.0, 1.5, 2.0, 2.0, 1.0], [4, 2])
+    neg_e = t([1.0, 0.5, 0.5, -1.0, 3.0, 2.0, 0.25, 0.0], [4, 2])
+
+    def triplet_euclid(anchor, positive, negative, m, r):
+        dp = F.pairwise_distance(anchor, positive, eps=1e-6)
+        dn = F.pairwise_distance(anchor, negative, eps=1e-6)
+        return reduce(where_pos(dp - dn + m), r)
+
+    out["triplet"] += [
+        case("triplet", f"euclidean_m{m}_{r}",
+             lambda anchor, positive, negative, m=m, r=r: triplet_euclid(anchor, positive, negative, m, r),
+             {"anchor": anc_e, "positive": pos_e, "negative": neg_e},
+             {"margin": m, "squared": False, "reduction": r}, all3)
+        for m, r in [(0.0, "none"), (0.0, "mean")]
+    ]
+    # away from the corner the primitives above are PyTorch's own loss
+    a_, p_, n_ = anc_e[2:], pos_e[2:], neg_e[2:]
+    assert torch.allclose(triplet_euclid(a_, p_, n_, 1.0, "none"),
+                          F.triplet_margin_loss(a_, p_, n_, margin=1.0, reduction="none"))
 
     # dpo hinge: h = (pc - rc) - (pr - rr) = 1/beta at items 0 and 2
     pc, pr = t([-1.0, -2.0, -0.5, -4.0]), t([-4.0, -2.0, -3.5, -1.0])
