@@ -40,8 +40,8 @@
 //! recomputes. Soft targets save the log-sum-exp only and recompute.
 
 use super::rows::{
-    at, buf_blocks, check_ids, class_of, grad_rows, map_rows, per_class, reduce_rows,
-    reduce_rows_naive, row, row_blocks, rows_of, upstream, Lse, Rows,
+    at, buf_blocks, check_ids, class_of, class_weight, grad_rows, map_rows, naive_classes,
+    per_class, reduce_rows, reduce_rows_naive, row, row_blocks, rows_of, upstream, Lse, Rows,
 };
 use crate::common::{
     assume_init, check_option, check_unit_interval, filled, no_batchmean, outside_unit, same_shape,
@@ -625,7 +625,7 @@ pub fn cross_entropy_naive<'a, T: Float>(
     let classes = shape.dims().last().copied().unwrap_or(1).max(1);
     let rows = shape.numel() / classes;
     let eps = opts.label_smoothing;
-    let w = |k: usize| opts.weight.as_ref().map_or(1.0, |w| w[k]);
+    let w = |k| class_weight(&opts.weight, k);
     let log_p = || logits.softmax()?.log();
     match target.into() {
         CrossEntropyTarget::Classes(ids) => {
@@ -635,11 +635,9 @@ pub fn cross_entropy_naive<'a, T: Float>(
             // over the rows kept (PyTorch's rule, smoothing included)
             let mut a = vec![T::zero(); rows * classes];
             let mut denom = 0.0;
-            for (row, &y) in a.chunks_mut(classes).zip(ids.as_slice()) {
-                if y == opts.ignore_index {
-                    continue;
-                }
-                let y = y as usize;
+            let kept = naive_classes(ids, Some(opts.ignore_index));
+            for (row, y) in a.chunks_mut(classes).zip(kept) {
+                let Some(y) = y else { continue };
                 denom += w(y);
                 for (k, v) in row.iter_mut().enumerate() {
                     *v = T::of(eps / classes as f64 * w(k));

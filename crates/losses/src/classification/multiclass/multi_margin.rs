@@ -9,8 +9,8 @@
 //! (`m − s_y + s_j = 0`) the gradient is 0, as in PyTorch.
 
 use super::rows::{
-    at, check_ids, constant_rows, per_class, reduce_rows, reduce_rows_naive, row, sum_others,
-    upstream, Rows,
+    at, check_ids, class_weight, constant_rows, naive_classes, per_class, reduce_rows,
+    reduce_rows_naive, row, sum_others, upstream, Rows,
 };
 use crate::common::{
     assume_init, check_option, filled, no_batchmean, rows_map2, slots, unfilled, Reduction,
@@ -236,23 +236,31 @@ pub fn multi_margin_naive<T: Float>(
     opts: &MultiMarginOptions,
 ) -> Result<Var<T>> {
     let shape = scores.shape();
+    // validation only; the rest comes from the ids and the options
     let op = MultiMargin::<T>::new(&shape, target, opts)?;
-    let (tape, c) = (scores.tape(), op.rows.classes);
-    let onehot = constant_rows(tape, &shape, c, |i, r| r[op.class(i)] = T::one())?;
+    let (tape, c, rows) = (scores.tape(), op.rows.classes, op.rows.rows);
+    let ids = naive_classes(target, None);
+    let onehot = constant_rows(tape, &shape, c, |i, r| {
+        if let Some(y) = ids[i] {
+            r[y] = T::one();
+        }
+    })?;
     // w_y/C off the true class, 0 on it
     let mask = constant_rows(tape, &shape, c, |i, r| {
-        let (sc, y) = op.scale(i);
-        r.iter_mut().for_each(|v| *v = sc);
-        r[y] = T::zero();
+        if let Some(y) = ids[i] {
+            let scale = T::of(class_weight(&opts.weight, y) / c as f64);
+            r.iter_mut().for_each(|v| *v = scale);
+            r[y] = T::zero();
+        }
     })?;
     let last = shape.ndim() - 1;
     let s_y = scores.mul(&onehot)?.sum(last, true)?;
-    let mut h = scores.sub(&s_y)?.add_scalar(op.margin)?.relu()?;
-    if op.squared {
+    let mut h = scores.sub(&s_y)?.add_scalar(T::of(opts.margin))?.relu()?;
+    if opts.p == 2 {
         h = h.square()?;
     }
     let loss = h.mul(&mask)?.sum(last, false)?;
-    reduce_rows_naive(loss, op.reduction, T::of(op.rows.rows as f64))
+    reduce_rows_naive(loss, opts.reduction, T::of(rows as f64))
 }
 
 #[cfg(test)]

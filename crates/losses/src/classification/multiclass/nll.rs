@@ -10,8 +10,8 @@
 //! PyTorch's `F.nll_loss`.
 
 use super::rows::{
-    at, check_ids, class_of, constant_rows, grad_rows, per_class, reduce_rows, reduce_rows_naive,
-    upstream, Rows,
+    at, check_ids, class_of, class_weight, constant_rows, grad_rows, naive_classes, per_class,
+    reduce_rows, reduce_rows_naive, upstream, Rows,
 };
 use crate::common::{no_batchmean, Reduction};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
@@ -154,14 +154,19 @@ pub fn nll_naive<T: Float>(
     opts: &NllOptions,
 ) -> Result<Var<T>> {
     let shape = log_probs.shape();
-    let op = Nll::<T>::new(&shape, target, opts)?;
-    let pick = constant_rows(log_probs.tape(), &shape, op.rows.classes, |i, r| {
-        if let Some(y) = op.class(i) {
-            r[y] = -at(&op.weight, y);
+    // validation only; the rest comes from the ids and the options
+    let classes = Nll::<T>::new(&shape, target, opts)?.rows.classes;
+    let ids = naive_classes(target, Some(opts.ignore_index));
+    let w = |k| class_weight(&opts.weight, k);
+    // −w_y at the target class of each kept row; the mean divides by Σ w_y
+    let pick = constant_rows(log_probs.tape(), &shape, classes, |i, r| {
+        if let Some(y) = ids[i] {
+            r[y] = T::of(-w(y));
         }
     })?;
+    let denom: f64 = ids.iter().flatten().map(|&y| w(y)).sum();
     let loss = log_probs.mul(&pick)?.sum(shape.ndim() - 1, false)?;
-    reduce_rows_naive(loss, op.reduction, op.denom)
+    reduce_rows_naive(loss, opts.reduction, T::of(denom))
 }
 
 #[cfg(test)]

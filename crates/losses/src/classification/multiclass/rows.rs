@@ -245,6 +245,24 @@ pub(crate) fn row<T>(x: &[T], i: usize, c: usize) -> &[T] {
     &x[i * c..(i + 1) * c]
 }
 
+/// For the naive twins: each row's class id from the ids and the options
+/// alone, `None` where it is `ignore_index`. The twins call the fused op's
+/// constructor for its validation only (so both flavors refuse the same
+/// inputs) and take every value they compute from here and the options, so
+/// that a bug in the fused op's bookkeeping (weights, the ignore test, the
+/// mean's denominator) cannot agree with itself.
+pub(crate) fn naive_classes(ids: &Tensor<i64>, ignore_index: Option<i64>) -> Vec<Option<usize>> {
+    ids.as_slice()
+        .iter()
+        .map(|&y| (Some(y) != ignore_index).then_some(y as usize))
+        .collect()
+}
+
+/// Entry `k` of optional per-class weights (1 when there are none).
+pub(crate) fn class_weight(weights: &Option<Vec<f64>>, k: usize) -> f64 {
+    weights.as_ref().map_or(1.0, |w| w[k])
+}
+
 /// A constant `[..., C]` tensor (for naive twins) whose row `i` is filled by
 /// `f(i, row)` from zeros, recorded on `tape`.
 pub(crate) fn constant_rows<T: Float>(

@@ -14,8 +14,8 @@
 //! denominator).
 
 use super::rows::{
-    at, check_ids, class_of, constant_rows, per_class, reduce_rows, reduce_rows_naive, row,
-    true_class, upstream, Lse, Rows,
+    at, check_ids, class_of, class_weight, constant_rows, naive_classes, per_class, reduce_rows,
+    reduce_rows_naive, row, true_class, upstream, Lse, Rows,
 };
 use crate::common::{check_option, filled, no_batchmean, rows_map2, slots, unfilled, Reduction};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
@@ -228,24 +228,30 @@ pub fn softmax_focal_naive<T: Float>(
     opts: &SoftmaxFocalOptions,
 ) -> Result<Var<T>> {
     let shape = logits.shape();
+    // validation only; the rest comes from the ids and the options
     let op = Focal::<T>::new(&shape, target, opts)?;
+    let (classes, batch) = (op.rows.classes, op.rows.batch);
+    let ids = naive_classes(target, Some(opts.ignore_index));
     let tape = logits.tape();
-    let onehot = constant_rows(tape, &shape, op.rows.classes, |i, r| {
-        if let Some(y) = op.class(i) {
+    let onehot = constant_rows(tape, &shape, classes, |i, r| {
+        if let Some(y) = ids[i] {
             r[y] = T::one();
         }
     })?;
-    let coef: Vec<T> = (0..op.rows.rows)
-        .map(|i| op.class(i).map_or(T::zero(), |y| -at(&op.alpha, y)))
+    // −α_y per kept row, 0 where ignored; the mean is over the kept rows
+    let coef: Vec<T> = ids
+        .iter()
+        .map(|y| y.map_or(T::zero(), |y| T::of(-class_weight(&opts.alpha, y))))
         .collect();
-    let coef = tape.constant(Tensor::from_vec(coef, &op.rows.batch)?);
+    let kept = ids.iter().flatten().count();
+    let coef = tape.constant(Tensor::from_vec(coef, &batch)?);
     let last = shape.ndim() - 1;
     let p = logits.softmax()?;
     let p_y = p.mul(&onehot)?.sum(last, false)?;
     let log_p_y = p.log()?.mul(&onehot)?.sum(last, false)?;
-    let focus = p_y.neg()?.add_scalar(T::one())?.powf(op.gamma)?;
+    let focus = p_y.neg()?.add_scalar(T::one())?.powf(T::of(opts.gamma))?;
     let loss = focus.mul(&log_p_y)?.mul(&coef)?;
-    reduce_rows_naive(loss, op.reduction, op.denom)
+    reduce_rows_naive(loss, opts.reduction, T::of(kept as f64))
 }
 
 #[cfg(test)]
