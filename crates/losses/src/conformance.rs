@@ -2,6 +2,13 @@
 //! `tests/conformance/README.md`), runs every case in every dtype it lists
 //! through [`crate::registry`], and compares values and gradients.
 //!
+//! Cases are compared elementwise with [`tolerance`], except cases that carry
+//! `"pytorch_f32_error"` (PyTorch's own float32 error on the case's inputs,
+//! the extreme-magnitude sweep of `tests/magnitudes/`): those are compared
+//! with the norm-wise metric [`norm_error`], f64 against
+//! [`F64_NORM_BOUND`] and f32 against [`f32_bound`], `max(K·e_pt, FLOOR)`
+//! with `K` = [`F32_ERROR_MULTIPLE`] and `FLOOR` = [`F32_ERROR_FLOOR`].
+//!
 //! Used by the `conformance` test target and by `lossgraph conformance`.
 
 use crate::registry::{build, Call, Flavor, InputValue, OptValue};
@@ -23,6 +30,82 @@ pub struct Case {
     pub expect: Expect,
     /// The dtypes to run it in (`f64`, `f32`).
     pub dtypes: Vec<String>,
+    /// PyTorch's own float32 error on this case's inputs, by [`norm_error`]
+    /// (field `pytorch_f32_error`): when present, the case is checked
+    /// norm-wise against it instead of elementwise.
+    pub pytorch_f32_error: Option<ReferenceError>,
+}
+
+/// PyTorch's own float32 error on a case's inputs, measured once by the
+/// generator with [`norm_error`] against the float64 reference and stored
+/// with the case (`{"output": e, "grads": {"name": e, ...}}`; `"inf"` where
+/// PyTorch's f32 result was NaN or infinite).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferenceError {
+    /// The error of PyTorch's f32 output.
+    pub output: f64,
+    /// The error of each of PyTorch's f32 gradients, by input name.
+    pub grads: BTreeMap<String, f64>,
+}
+
+/// For a case with `pytorch_f32_error`, the f32 result may be this many times
+/// less accurate than PyTorch's f32 (by [`norm_error`]). 4 leaves room for a
+/// different but equally sound evaluation order (a fused kernel sums in
+/// another order and rounds at other places), not for a less careful formula.
+pub const F32_ERROR_MULTIPLE: f64 = 4.0;
+
+/// For a case with `pytorch_f32_error`, an f32 error up to this always
+/// passes: about 100 f32 ulps (2⁻²⁴ ≈ 6e-8) of the tensor's largest element,
+/// where PyTorch's own error happens to be a fraction of an ulp.
+pub const F32_ERROR_FLOOR: f64 = 1e-5;
+
+/// For a case with `pytorch_f32_error`, the bound on the f64 result's
+/// [`norm_error`] (against the f64 reference, the same in every mode).
+pub const F64_NORM_BOUND: f64 = 1e-9;
+
+/// The bound on an f32 [`norm_error`] given PyTorch's own f32 error there:
+/// `max(F32_ERROR_MULTIPLE · pytorch, F32_ERROR_FLOOR)`.
+pub fn f32_bound(pytorch: f64) -> f64 {
+    (F32_ERROR_MULTIPLE * pytorch).max(F32_ERROR_FLOOR)
+}
+
+/// Norm-wise relative error of `actual` against the f64 reference
+/// `expected`, robust at every magnitude (both row-major, same length).
+///
+/// With `r` the reference and `x` the result, per element: `rr` = `r`
+/// rounded to the run's dtype (in `"f32"`: `r as f32`, overflow → ±∞,
+/// underflow → 0; in `"f64"`: `r` itself). An element with `x == rr`
+/// exactly (matching infinities and `0 = 0` included) contributes 0; a NaN,
+/// or an infinity where `rr` is finite, contributes +∞; any other contributes
+/// `|x − r| / scale`, where `scale` is the largest `|r|` over the elements
+/// whose `rr` is finite (`f32::MIN_POSITIVE` when that is 0). The error is
+/// the largest contribution (0 for an empty tensor). The generator
+/// (`tests/magnitudes/generate.py`, `norm_error`) computes PyTorch's error
+/// with the same definition.
+pub fn norm_error(actual: &[f64], expected: &[f64], dtype: &str) -> f64 {
+    let round = |r: f64| if dtype == "f32" { r as f32 as f64 } else { r };
+    let scale = expected
+        .iter()
+        .filter(|&&r| round(r).is_finite())
+        .fold(0.0f64, |m, &r| m.max(r.abs()));
+    let scale = if scale > 0.0 {
+        scale
+    } else {
+        f32::MIN_POSITIVE as f64
+    };
+    let mut worst = 0.0f64;
+    for (&x, &r) in actual.iter().zip(expected) {
+        let rr = round(r);
+        if x == rr {
+            continue;
+        }
+        if x.is_nan() || (x.is_infinite() && rr.is_finite()) {
+            return f64::INFINITY;
+        }
+        let e = (x - r).abs() / scale;
+        worst = worst.max(if e.is_nan() { f64::INFINITY } else { e });
+    }
+    worst
 }
 
 /// What a case expects.
@@ -158,6 +241,10 @@ fn parse_case(v: &Value) -> Result<Case, String> {
                 .collect::<Result<_, _>>()?
         }
     };
+    let pytorch_f32_error = match v.get("pytorch_f32_error") {
+        None => None,
+        Some(p) => Some(parse_reference_error(p, &expect)?),
+    };
     Ok(Case {
         id,
         call: Call {
@@ -167,6 +254,46 @@ fn parse_case(v: &Value) -> Result<Case, String> {
         },
         expect,
         dtypes,
+        pytorch_f32_error,
+    })
+}
+
+/// A stored error: a number, or `"inf"` (PyTorch's f32 result was NaN or
+/// infinite where the reference is finite).
+fn error_value(v: &Value) -> Result<f64, String> {
+    let e = match v {
+        Value::Number(n) => n.as_f64().ok_or("bad number")?,
+        Value::String(s) => s.parse::<f64>().map_err(|_| "bad number string")?,
+        _ => return Err("pytorch_f32_error values must be numbers".into()),
+    };
+    if e.is_nan() || e < 0.0 {
+        return Err(format!("pytorch_f32_error {e} is not an error"));
+    }
+    Ok(e)
+}
+
+/// `pytorch_f32_error` of a value case: an output error and one error per
+/// expected gradient (a gradient without one would go unchecked in f32).
+fn parse_reference_error(v: &Value, expect: &Expect) -> Result<ReferenceError, String> {
+    let Expect::Value { grads, .. } = expect else {
+        return Err("pytorch_f32_error on an error case".into());
+    };
+    let output = error_value(v.get("output").ok_or("pytorch_f32_error without output")?)?;
+    let mut errs = BTreeMap::new();
+    if let Some(g) = v.get("grads") {
+        for (k, e) in g
+            .as_object()
+            .ok_or("pytorch_f32_error grads must be an object")?
+        {
+            errs.insert(k.clone(), error_value(e)?);
+        }
+    }
+    if let Some(k) = grads.keys().find(|k| !errs.contains_key(*k)) {
+        return Err(format!("pytorch_f32_error has no error for grad {k}"));
+    }
+    Ok(ReferenceError {
+        output,
+        grads: errs,
     })
 }
 
@@ -261,6 +388,40 @@ fn compare(
     })
 }
 
+/// Norm-wise comparison of a case with `pytorch_f32_error` (see
+/// [`norm_error`]): f64 within [`F64_NORM_BOUND`], f32 within
+/// [`f32_bound`] of PyTorch's f32 error `pytorch` on the same tensor.
+fn compare_norm(
+    what: &str,
+    actual: &Tensor<f64>,
+    expected: &Tensor<f64>,
+    dtype: &str,
+    pytorch: f64,
+) -> Option<String> {
+    if actual.dims() != expected.dims() {
+        return Some(format!(
+            "{what}: shape {:?}, expected {:?}",
+            actual.dims(),
+            expected.dims()
+        ));
+    }
+    let err = norm_error(actual.as_slice(), expected.as_slice(), dtype);
+    let bound = if dtype == "f32" {
+        f32_bound(pytorch)
+    } else {
+        F64_NORM_BOUND
+    };
+    // an infinite error never passes a finite bound, and no error passes a
+    // NaN one
+    if err <= bound {
+        return None;
+    }
+    Some(format!(
+        "{what}: norm-wise error {err:.3e} over the bound {bound:.3e} \
+         (PyTorch's own f32 error {pytorch:.3e})"
+    ))
+}
+
 /// The real inputs of a value case that its expected gradients do not name.
 fn unchecked_inputs(case: &Case) -> Vec<String> {
     match &case.expect {
@@ -293,8 +454,16 @@ fn run_typed<T: Float>(case: &Case, dtype: &str) -> Option<String> {
             },
             Ok(b),
         ) => {
+            let pt = case.pytorch_f32_error.as_ref();
+            // elementwise, or norm-wise against PyTorch's f32 error
+            let check = |what: &str, got: &Tensor<f64>, want: &Tensor<f64>, e: Option<f64>| match e
+            {
+                Some(e) => compare_norm(what, got, want, dtype, e),
+                None => compare(what, got, want, dtype),
+            };
             let mut fails = Vec::new();
-            fails.extend(compare("output", &b.output.value().cast(), output, dtype));
+            let got = b.output.value().cast();
+            fails.extend(check("output", &got, output, pt.map(|p| p.output)));
             match b.output.backward_with(grad_output.cast()) {
                 Err(e) => fails.push(format!("backward error: {e}")),
                 Ok(g) => {
@@ -302,7 +471,8 @@ fn run_typed<T: Float>(case: &Case, dtype: &str) -> Option<String> {
                         let got = b.leaves.get(name).and_then(|v| g.get(v)).map(|t| t.cast());
                         match got {
                             Some(got) => {
-                                fails.extend(compare(&format!("grad {name}"), &got, want, dtype))
+                                let e = pt.map(|p| p.grads[name]);
+                                fails.extend(check(&format!("grad {name}"), &got, want, e))
                             }
                             None => fails.push(format!("grad {name}: no gradient")),
                         }
@@ -456,5 +626,109 @@ mod tests {
         assert!(run(&mse_case(&wrong, ""))
             .iter()
             .all(|o| o.failure.is_some()));
+    }
+
+    fn t1(v: &[f64]) -> Tensor<f64> {
+        Tensor::from_vec(v.to_vec(), [v.len()]).unwrap()
+    }
+
+    const INF: f64 = f64::INFINITY;
+
+    #[test]
+    fn norm_error_passes_matching_infinities_zeros_and_rounding() {
+        // 1e60 overflows f32: the f32 +∞ is its correctly rounded value
+        assert_eq!(norm_error(&[INF, 2.0], &[1e60, 2.0], "f32"), 0.0);
+        assert!(compare_norm("x", &t1(&[INF, 2.0]), &t1(&[1e60, 2.0]), "f32", 0.0).is_none());
+        assert_eq!(norm_error(&[-INF], &[-1e60], "f32"), 0.0);
+        // 1e-60 underflows f32 to 0; in f64 a 0 there is an error of 1e-60
+        // relative to the largest element
+        assert_eq!(norm_error(&[0.0, 1.0], &[1e-60, 1.0], "f32"), 0.0);
+        assert_eq!(norm_error(&[0.0, 1.0], &[1e-60, 1.0], "f64"), 1e-60);
+        // the scale is the largest |r| that is finite in the dtype
+        assert_eq!(norm_error(&[1.5, INF], &[2.0, 1e60], "f32"), 0.25);
+        // all zero: the scale is f32::MIN_POSITIVE
+        let tiny = f32::MIN_POSITIVE as f64;
+        assert_eq!(norm_error(&[tiny], &[0.0], "f32"), 1.0);
+        assert_eq!(norm_error(&[], &[], "f32"), 0.0);
+    }
+
+    #[test]
+    fn norm_error_fails_an_infinity_or_nan_where_the_reference_is_finite() {
+        // 3e38 is finite in f32
+        assert_eq!(norm_error(&[INF, 1.0], &[3e38, 1.0], "f32"), INF);
+        assert_eq!(norm_error(&[f64::NAN], &[1.0], "f32"), INF);
+        assert_eq!(norm_error(&[f64::NAN], &[1e60], "f32"), INF);
+        // the wrong infinity
+        assert_eq!(norm_error(&[-INF], &[1e60], "f32"), INF);
+        // in f64 1e60 is finite: an f64 infinity there is wrong
+        assert_eq!(norm_error(&[INF], &[1e60], "f64"), INF);
+        // a finite result where the reference overflows f32 is far off
+        assert!(norm_error(&[3e38], &[1e60], "f32") > 1e30);
+        // an infinite error fails any finite bound, and a huge PyTorch error
+        // does not excuse it
+        let m = compare_norm("grad x", &t1(&[INF]), &t1(&[1.0]), "f32", 1e30).unwrap();
+        assert!(m.contains("grad x") && m.contains("inf"), "{m}");
+        assert!(compare_norm("x", &t1(&[INF]), &t1(&[1.0]), "f64", 0.0).is_some());
+    }
+
+    #[test]
+    fn the_f32_bound_is_a_multiple_of_pytorchs_own_error() {
+        let r = t1(&[1.0, -0.5, 0.25]);
+        let pt = 1e-3;
+        // 2x PyTorch's error passes (K = 4)
+        let x2 = t1(&[1.0 + 2e-3, -0.5, 0.25]);
+        assert!((norm_error(x2.as_slice(), r.as_slice(), "f32") - 2e-3).abs() < 1e-12);
+        assert!(compare_norm("output", &x2, &r, "f32", pt).is_none());
+        // 10x fails, and the message names the tensor, both errors and the bound
+        let x10 = t1(&[1.0, -0.5 - 1e-2, 0.25]);
+        let m = compare_norm("grad pred", &x10, &r, "f32", pt).unwrap();
+        for part in ["grad pred", "1.000e-2", "1.000e-3", "4.000e-3"] {
+            assert!(m.contains(part), "{part} not in {m}");
+        }
+        // below the floor anything passes, even where PyTorch is exact
+        let x_small = t1(&[1.0 + 5e-6, -0.5, 0.25]);
+        assert!(compare_norm("output", &x_small, &r, "f32", 0.0).is_none());
+        assert!(compare_norm("output", &x2, &r, "f32", 0.0).is_some());
+        assert_eq!(f32_bound(0.0), F32_ERROR_FLOOR);
+        assert_eq!(f32_bound(1.0), F32_ERROR_MULTIPLE);
+        // f64 has its own fixed bound
+        assert!(compare_norm("output", &x_small, &r, "f64", 1.0).is_some());
+        assert!(compare_norm("output", &t1(&[1.0 + 1e-12, -0.5, 0.25]), &r, "f64", 0.0).is_none());
+    }
+
+    #[test]
+    fn a_case_with_pytorch_f32_error_is_checked_norm_wise() {
+        // the output is off by 3e-4 relative: outside the elementwise f32
+        // tolerance, inside 4x a PyTorch error of 1e-4, outside 4x 5e-5
+        let off = GOOD.replace("[5.0]", "[5.0015]");
+        let with = |e_out: &str| {
+            format!(
+                r#", "dtypes": ["f32"], "pytorch_f32_error": {{"output": {e_out},
+                "grads": {{"pred": 0.0, "target": "inf"}}}}"#
+            )
+        };
+        assert!(run(&mse_case(&off, r#", "dtypes": ["f32"]"#))[0]
+            .failure
+            .is_some());
+        let out = run(&mse_case(&off, &with("1e-4")));
+        assert!(out[0].failure.is_none(), "{out:?}");
+        let out = run(&mse_case(&off, &with("5e-5")));
+        let m = out[0].failure.as_deref().unwrap();
+        assert!(m.contains("output") && m.contains("5.000e-5"), "{m}");
+        // in f64 the same case fails the 1e-9 bound
+        let f64_case = mse_case(&off, &with("1e-4")).replace(r#"["f32"]"#, r#"["f64"]"#);
+        assert!(run(&f64_case)[0].failure.is_some());
+        // every expected gradient needs a stored error
+        let missing = r#", "pytorch_f32_error": {"output": 0.0, "grads": {"pred": 0.0}}"#;
+        assert!(parse_file(&mse_case(GOOD, missing)).is_err());
+        let bad =
+            r#", "pytorch_f32_error": {"output": -1.0, "grads": {"pred": 0.0, "target": 0.0}}"#;
+        assert!(parse_file(&mse_case(GOOD, bad)).is_err());
+        let ok = r#", "pytorch_f32_error": {"output": 0.0, "grads": {"pred": 0.0, "target": 0.0}}"#;
+        let out = run(&mse_case(GOOD, ok));
+        assert!(
+            out.len() == 2 && out.iter().all(|o| o.failure.is_none()),
+            "{out:?}"
+        );
     }
 }
