@@ -5,8 +5,9 @@
 //! The encoder predicts `logvar` rather than the variance so that any real
 //! output is a valid variance. The sum runs over the latent axis `D`; the
 //! reduction then runs over the rows `[...]`. The fused op computes
-//! `e^lv − 1 − lv` as `expm1(lv) − lv`, which keeps its digits near the
-//! optimum `lv = 0` where both terms are small. A very large `logvar`
+//! `e^lv − 1 − lv` as `expm1(lv) − lv`, and near the optimum `lv = 0` (where
+//! both terms are small and agree in all but the digits of `lv²/2`) by its
+//! Taylor series, so it keeps its digits there. A very large `logvar`
 //! overflows `e^lv` to `+∞`, which is the true value's magnitude, not an error.
 //!
 //! Gradients: `∂ℓ/∂μ = μ`, `∂ℓ/∂logvar = ½ (e^logvar − 1)`.
@@ -98,11 +99,50 @@ struct GaussianKl {
     eager: Option<Vec<bool>>,
 }
 
-/// `μ² + (e^lv − 1) − lv` for one latent dimension (twice its share of the
-/// loss); `expm1` keeps the digits of `e^lv − 1 − lv ≈ lv²/2` near 0.
+/// `1/k!` for `k = 2 … 14`: the Taylor coefficients of `(e^x − 1 − x)/x²`.
+const INV_FACT: [f64; 13] = [
+    1.0 / 2.0,
+    1.0 / 6.0,
+    1.0 / 24.0,
+    1.0 / 120.0,
+    1.0 / 720.0,
+    1.0 / 5040.0,
+    1.0 / 40320.0,
+    1.0 / 362880.0,
+    1.0 / 3628800.0,
+    1.0 / 39916800.0,
+    1.0 / 479001600.0,
+    1.0 / 6227020800.0,
+    1.0 / 87178291200.0,
+];
+
+/// `e^l − 1 − l` without cancellation at any `l`. For `|l| < ½` it is the
+/// Taylor series `l²·Σ_{k=2}^{14} l^{k−2}/k!` (the first term left out is
+/// under 2e-16 of the sum there): `expm1(l) − l` would subtract two numbers
+/// that agree in all but the digits of `l²/2`, leaving nothing of it once
+/// `|l|` is below the precision (`l = 1e-10`: `5e-21` from two `1e-10`s).
+/// From `|l| = ½` on, `expm1(l) − l` loses at most a few ulps. Branch-free
+/// (both are computed), so a loop of it vectorises.
+#[inline(always)]
+pub(super) fn exp_m1_minus<T: Float>(l: T) -> T {
+    let mut s = T::of(INV_FACT[12]);
+    for &c in INV_FACT[..12].iter().rev() {
+        s = s * l + T::of(c);
+    }
+    let series = l * l * s;
+    let direct = l.fast_exp_m1() - l;
+    if l.abs() < T::of(0.5) {
+        series
+    } else {
+        direct
+    }
+}
+
+/// `μ² + (e^lv − 1 − lv)` for one latent dimension (twice its share of the
+/// loss), the second term by [`exp_m1_minus`].
 #[inline(always)]
 fn item<T: Float>(m: T, l: T) -> T {
-    m * m + (l.fast_exp_m1() - l)
+    m * m + exp_m1_minus(l)
 }
 
 /// `(∂ℓ/∂μ, ∂ℓ/∂logvar) = (μ, ½ (e^lv − 1))` of one latent dimension.

@@ -7,7 +7,10 @@
 //! `log p = b − lse(b)` come from a max-shifted log-sum-exp, so logits of any
 //! magnitude (±1e4 in f32) give a finite loss; the textbook route (softmax,
 //! then log) takes `log 0 = −∞` there and returns NaN. Classes with `q_c = 0`
-//! contribute 0. The `T²` factor keeps the gradient's scale independent of
+//! contribute 0. For close distributions (a KL under ¼, e.g. tiny logits or
+//! student ≈ teacher) the KL and `p − q` are formed from second-order terms
+//! instead, so a KL of 1e-60 is not buried in the rounding of two terms of
+//! size 1e-30 (`near_kl`). The `T²` factor keeps the gradient's scale independent of
 //! the temperature (Hinton et al.).
 //!
 //! Gradients: `∂ℓ/∂student_c = T (p_c − q_c)`,
@@ -19,6 +22,7 @@
 //! an upstream gradient of 1 while each row is in cache, and backward
 //! rescales them).
 
+use super::gaussian_kl::exp_m1_minus;
 use crate::common::{
     check_option, eager_inputs, fill_two_grads, grads_as_tensors, no_batchmean, reduce, rows_map2,
     same_shape, Reduction, UnitGrads, Upstream,
@@ -155,8 +159,12 @@ struct RowState<T> {
     s_ref: T,
     /// `Σ_k q_k δ_k`.
     q_delta: T,
-    /// The unscaled KL, `d_r + Σ_k q_k δ_k`.
+    /// The unscaled KL, `d_r + Σ_k q_k δ_k` (or, for close distributions,
+    /// [`near_kl`]'s form of it).
     kl: T,
+    /// For close distributions ([`near_kl`]), `L = log1p(X)`, with which
+    /// `p_c − q_c = q_c·expm1(−(x_c + L))` keeps its digits.
+    near: Option<T>,
 }
 
 impl<T: Float> RowState<T> {
@@ -171,6 +179,7 @@ impl<T: Float> RowState<T> {
             s_ref,
             q_delta: zero,
             kl: zero,
+            near: None,
         }
     }
     /// `p_c` from the student's logit `s_c` (`inv = 1/T`).
@@ -256,7 +265,73 @@ fn row_state<T: Float>(sr: &[T], tr: &[T], inv: T) -> RowState<T> {
     // d_r = log q_r − log p_r, with log q_r = −ln S_t
     let d_ref = -ln_st - ((st.s_ref - max_s) * inv - ln_ss);
     st.kl = d_ref + st.q_delta;
+    if st.kl.abs() < T::of(0.25) {
+        if let Some((kl, l)) = near_kl(sr, tr, inv, &st) {
+            st.kl = kl;
+            st.near = Some(l);
+        }
+    }
     st
+}
+
+/// `X − log1p(X)` for `X > −1`: its series `X²(½ − X/3 + X²/4 − X³/5)` for
+/// `|X| < 1e-3` (where the subtraction would cancel), else the subtraction.
+#[inline(always)]
+fn x_minus_ln_1p<T: Float>(x: T) -> T {
+    let series =
+        x * x * (T::of(0.5) + x * (T::of(-1.0 / 3.0) + x * (T::of(0.25) + x * T::of(-0.2))));
+    if x.abs() < T::of(1e-3) {
+        series
+    } else {
+        x - x.ln_1p()
+    }
+}
+
+/// The KL of a row whose two distributions are close (`KL < ¼`), where
+/// `d_r + Σ q δ` is a difference of two terms far larger than the KL (at
+/// logits of 1e-30, two terms of 1e-30 for a KL of 1e-60, and all of it
+/// rounding noise). With `x_c = δ_c − Σ_k q_k δ_k` (the teacher gradient's
+/// own numbers), `Σ_c p_c = 1` gives `d_r = −Σ q δ + log1p(X)`,
+/// `X = Σ_c q_c·expm1(−x_c)`, so `KL = log1p(X) + Σ_c q_c x_c
+/// = Σ_c q_c·φ(x_c) − (X − log1p(X))` with `φ(x) = e^{−x} − 1 + x ≥ 0`:
+/// every term is second order in `x` and formed without cancellation
+/// ([`exp_m1_minus`]), and `X = e^{KL} − 1` is small. Returns the KL and
+/// `L = log1p(X)`, or `None` when a term is not finite (a class with a tiny
+/// `q_c` far from `p_c`); the caller then keeps the first form.
+#[inline(always)]
+fn near_kl<T: Float>(sr: &[T], tr: &[T], inv: T, st: &RowState<T>) -> Option<(T, T)> {
+    let zero = T::zero();
+    let c0 = st.q_delta;
+    let phi = simd::sum_map2(
+        sr,
+        tr,
+        #[inline(always)]
+        |sk, tk| {
+            let q = st.q(tk, inv);
+            let v = q * exp_m1_minus(c0 - st.delta(sk, tk, inv));
+            if q != zero {
+                v
+            } else {
+                zero
+            }
+        },
+    );
+    let x = simd::sum_map2(
+        sr,
+        tr,
+        #[inline(always)]
+        |sk, tk| {
+            let q = st.q(tk, inv);
+            let v = q * (c0 - st.delta(sk, tk, inv)).fast_exp_m1();
+            if q != zero {
+                v
+            } else {
+                zero
+            }
+        },
+    );
+    let kl = phi - x_minus_ln_1p(x);
+    (kl.is_finite() && x.is_finite()).then(|| (kl, x.ln_1p()))
 }
 
 /// Row gradients for upstream gradient `u`: `∂/∂student = uT (p − q)`,
@@ -274,7 +349,17 @@ fn row_grads<T: Float>(
 ) {
     let n = sr.len();
     let tr = &tr[..n];
-    let dstudent = |sk: T, tk: T| ut * (st.p(sk, inv) - st.q(tk, inv));
+    // close distributions: p − q = q·expm1(−(x + L)) (see [`near_kl`]),
+    // falling back to p − q where that is not finite
+    let dstudent = |sk: T, tk: T| match st.near {
+        None => ut * (st.p(sk, inv) - st.q(tk, inv)),
+        Some(l) => {
+            let (p, q) = (st.p(sk, inv), st.q(tk, inv));
+            let x = st.delta(sk, tk, inv) - st.q_delta;
+            let v = q * (-(x + l)).fast_exp_m1();
+            ut * if v.is_finite() { v } else { p - q }
+        }
+    };
     let dteacher = |sk: T, tk: T| {
         let q = st.q(tk, inv);
         let d = ut * q * (st.delta(sk, tk, inv) - st.q_delta);

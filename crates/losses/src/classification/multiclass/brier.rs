@@ -8,7 +8,9 @@
 //! better calibration metric than training objective from scratch.
 //!
 //! Computed as `(1 − p_y)² + Σ_{c≠y} p_c²` with `1 − p_y` summed from the
-//! other classes, so a near-certain correct item keeps a small, accurate loss.
+//! other classes, so a near-certain correct item keeps a small, accurate loss;
+//! likewise the gradient at a near-certain wrong class (`1 − p_m` summed from
+//! the others), so a saturated row keeps small, accurate gradients.
 
 use super::rows::{
     check_ids, constant_rows, reduce_rows, reduce_rows_naive, row, sum_others, true_class,
@@ -83,12 +85,43 @@ impl Brier {
     }
 }
 
-/// What backward needs of a row: its log-sum-exp, loss, and `d = Σ_c g_c·p_c`.
+/// What backward needs of a row: its log-sum-exp, loss, `d = Σ_c g_c·p_c`,
+/// and for a wrong argmax class `m` holding most of the mass, `m` and its
+/// `2p_m − d` formed without cancellation.
 #[derive(Debug, Clone, Copy)]
 struct RowState<T> {
     lse: Lse<T>,
     loss: T,
     d: T,
+    argmax: Option<(usize, T)>,
+}
+
+/// `2p_m − d` for the class `m ≠ y` of the row's largest logit, when it
+/// holds more than half the mass (else `None`: then `2p_m − d` cancels at
+/// most a few ulps). Near `p_m = 1`, `2p_m` and `d = 2(Σ_c p_c² − p_y)` agree
+/// to all digits while their difference is `2(p_m(1 − p_m) − Σ_{c≠m} p_c² +
+/// p_y)`, which is formed here from `1 − p_m = Σ_{c≠m} p_c` instead
+/// (vectorised: call it inside [`vectorized`]).
+#[inline(always)]
+fn wrong_argmax<T: Float>(z: &[T], y: usize, lse: &Lse<T>, p_y: T) -> Option<(usize, T)> {
+    let m = z.iter().position(|&v| v == lse.max)?;
+    if m == y {
+        return None;
+    }
+    let t = true_class(z, m);
+    if t.p <= T::of(0.5) || t.p.is_nan() {
+        return None;
+    }
+    let others_sq = sum_others(
+        z,
+        m,
+        #[inline(always)]
+        |zk| {
+            let p = t.lse.p(zk);
+            p * p
+        },
+    );
+    Some((m, T::of(2.0) * (t.p * t.q - others_sq + p_y)))
 }
 
 impl<T: Float> CustomOp<T> for Brier {
@@ -120,12 +153,14 @@ impl<T: Float> CustomOp<T> for Brier {
                     let loss = t.q * t.q + others;
                     // d = Σ_c 2(p_c − [c = y])·p_c = 2(Σ_{c≠y} p_c² − q·p_y)
                     let d = T::of(2.0) * (others - t.q * t.p);
+                    let argmax = wrong_argmax(zr, y, &t.lse, t.p);
                     (
                         loss,
                         RowState {
                             lse: t.lse,
                             loss,
                             d,
+                            argmax,
                         },
                     )
                 },
@@ -161,6 +196,10 @@ impl<T: Float> CustomOp<T> for Brier {
             );
             // at y: p_y·(−2(1 − p_y) − d) = −2·p_y·ℓ
             dr[y] = MaybeUninit::new(-two * u * s.lse.p(zr[y]) * s.loss);
+            // at a wrong argmax near p = 1: 2p_m − d without cancellation
+            if let Some((m, e)) = s.argmax {
+                dr[m] = MaybeUninit::new(u * s.lse.p(zr[m]) * e);
+            }
         });
         // SAFETY: rows_map2 visits every row, and each row's slots are written.
         unsafe { filled(&mut dz, n * c) };
