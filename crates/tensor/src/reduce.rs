@@ -2,11 +2,89 @@
 //!
 //! A tensor is viewed as `[outer, len, inner]` around the reduced axis, so one
 //! loop serves every axis.
+//!
+//! Sums and means add accurately at any length, in both dtypes: every
+//! partial sum is kept in `f64`, a contiguous run is summed in blocks of
+//! [`LEAF`] elements ([`simd::sum_f64`], 64 lanes of 64 values each) joined
+//! by a balanced tree, and a strided axis in blocks of [`ROWS`] rows joined
+//! the same way. So an `f32` sum is the exact sum rounded once (give or take
+//! an error far under one ulp), and an `f64` sum of n elements is off by at
+//! most about `(64 + log₂(n/LEAF))·ε·Σ|x|`, where a serial loop is off by
+//! `n·ε·Σ|x|`. The tree's shape depends on the length only, never on the
+//! number of threads, so results are reproducible.
 
 use crate::error::Result;
 use crate::float::Float;
 use crate::shape::Shape;
+use crate::simd;
 use crate::tensor::Tensor;
+use rayon::prelude::*;
+
+/// Elements per leaf of the summation tree: each of [`simd::sum_f64`]'s 64
+/// lanes adds 64 of them.
+const LEAF: usize = 4096;
+/// Runs at least this long have their two halves summed on two threads
+/// (rayon's `join`; the tree, and so the result, is the same either way).
+const PAR_MIN: usize = 1 << 18;
+/// Rows per block of a sum along a strided axis.
+const ROWS: usize = 64;
+
+/// `Σ x` in `f64` by the summation tree (see the module docs).
+fn tree_sum<T: Float>(x: &[T]) -> f64 {
+    if x.len() <= LEAF {
+        return simd::vectorized(
+            #[inline(always)]
+            || simd::sum_f64(x),
+        );
+    }
+    // split on a leaf boundary, so that the leaves are whole blocks
+    let half = (x.len() / 2).div_ceil(LEAF) * LEAF;
+    let (a, b) = x.split_at(half);
+    if x.len() >= PAR_MIN {
+        let (l, r) = rayon::join(|| tree_sum(a), || tree_sum(b));
+        l + r
+    } else {
+        tree_sum(a) + tree_sum(b)
+    }
+}
+
+/// `Σ x`, accurately (see the module docs).
+pub(crate) fn accurate_sum<T: Float>(x: &[T]) -> T {
+    T::of(tree_sum(x))
+}
+
+/// Column sums of a row-major `[len, inner]` slab, in `f64`: blocks of
+/// [`ROWS`] rows summed row by row, the blocks' partial sums joined as a
+/// binary counter joins its bits (a pairwise cascade), so each column's
+/// error grows with `ROWS + log₂(len/ROWS)`, not with `len`.
+fn column_sums<T: Float>(slab: &[T], inner: usize) -> Vec<f64> {
+    let mut stack: Vec<(u32, Vec<f64>)> = Vec::new();
+    for block in slab.chunks(ROWS * inner) {
+        let mut part = vec![0.0f64; inner];
+        simd::vectorized(
+            #[inline(always)]
+            || {
+                for row in block.chunks_exact(inner) {
+                    for (a, &v) in part.iter_mut().zip(row) {
+                        *a += v.as_f64();
+                    }
+                }
+            },
+        );
+        let mut level = 0;
+        while stack.last().is_some_and(|(l, _)| *l == level) {
+            let (_, lower) = stack.pop().expect("checked above");
+            part.iter_mut().zip(&lower).for_each(|(a, b)| *a += *b);
+            level += 1;
+        }
+        stack.push((level, part));
+    }
+    let mut total = vec![0.0f64; inner];
+    for (_, part) in stack.iter().rev() {
+        total.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
+    total
+}
 
 impl<T: Float> Tensor<T> {
     /// Fold along `axis` with `init` and `f`, then `finish(acc, len)`.
@@ -43,25 +121,30 @@ impl<T: Float> Tensor<T> {
     /// # Errors
     /// `InvalidOption` when `axis` is out of range.
     pub fn sum(&self, axis: usize, keepdim: bool) -> Result<Tensor<T>> {
-        if axis + 1 == self.ndim() {
-            // contiguous rows: a plain slice sum per row
-            self.shape().check_axis("sum", axis)?;
-            let n = self.shape().last_dim();
-            let data = if n == 0 {
-                // rows of length 0: as many zeros as rows, which may not fit
-                crate::alloc::try_filled("sum", &self.shape().reduced(axis, keepdim), T::zero())?
-            } else {
-                self.as_slice()
-                    .chunks(n)
-                    .map(|r| r.iter().copied().sum())
-                    .collect()
-            };
-            return Ok(Tensor::from_parts(
-                data,
-                self.shape().reduced(axis, keepdim),
-            ));
+        self.shape().check_axis("sum", axis)?;
+        let (outer, len, inner) = self.shape().split_at_axis(axis);
+        let out_shape = self.shape().reduced(axis, keepdim);
+        if len == 0 || self.numel() == 0 {
+            // an empty axis: as many zeros as outputs, which may not fit;
+            // else no element at all: as many zeros as outputs, i.e. none
+            let zeros = crate::alloc::try_filled("sum", &out_shape, T::zero())?;
+            return Ok(Tensor::from_parts(zeros, out_shape));
         }
-        self.reduce_axis("sum", axis, keepdim, T::zero, |a, x, _| a + x, |a, _| a)
+        let x = self.as_slice();
+        let mut out: Vec<T> = crate::alloc::try_with_capacity("sum", &out_shape)?;
+        if inner == 1 {
+            // contiguous rows: one summation tree per row
+            if x.len() >= PAR_MIN && outer > 1 {
+                out.par_extend(x.par_chunks(len).map(accurate_sum));
+            } else {
+                out.extend(x.chunks(len).map(accurate_sum));
+            }
+        } else {
+            for slab in x.chunks(len * inner) {
+                out.extend(column_sums(slab, inner).into_iter().map(T::of));
+            }
+        }
+        Ok(Tensor::from_parts(out, out_shape))
     }
     /// Mean along `axis` (NaN for an empty axis).
     ///
@@ -155,11 +238,12 @@ impl<T: Float> Tensor<T> {
                     out.push(mx);
                     continue;
                 }
-                let mut s = T::zero();
+                // in f64, so a long axis adds up accurately (as `sum`)
+                let mut s = 0.0f64;
                 for k in 0..len {
-                    s += (x[(o * len + k) * inner + i] - mx).exp();
+                    s += (x[(o * len + k) * inner + i] - mx).exp().as_f64();
                 }
-                out.push(mx + s.ln());
+                out.push(mx + T::of(s).ln());
             }
         }
         Ok(Tensor::from_parts(out, self.shape().reduced(axis, keepdim)))
@@ -167,12 +251,12 @@ impl<T: Float> Tensor<T> {
 
     /// Sum of every element, as a 0-d tensor.
     pub fn sum_all(&self) -> Tensor<T> {
-        Tensor::scalar(self.as_slice().iter().copied().sum())
+        Tensor::scalar(accurate_sum(self.as_slice()))
     }
     /// Mean of every element, as a 0-d tensor (NaN when empty).
     pub fn mean_all(&self) -> Tensor<T> {
-        let n = T::of(self.numel() as f64);
-        Tensor::scalar(self.as_slice().iter().copied().sum::<T>() / n)
+        let n = self.numel() as f64;
+        Tensor::scalar(T::of(tree_sum(self.as_slice()) / n))
     }
     /// Maximum of every element, as a 0-d tensor.
     pub fn max_all(&self) -> Tensor<T> {
