@@ -339,6 +339,17 @@ pub fn parse_file(text: &str) -> Result<Vec<Case>, Error> {
         .collect()
 }
 
+/// A message when the two shapes differ.
+fn shape_mismatch(what: &str, actual: &Tensor<f64>, expected: &Tensor<f64>) -> Option<String> {
+    (actual.dims() != expected.dims()).then(|| {
+        format!(
+            "{what}: shape {:?}, expected {:?}",
+            actual.dims(),
+            expected.dims()
+        )
+    })
+}
+
 /// The worst element of a comparison, as a message, or None when all pass.
 fn compare(
     what: &str,
@@ -346,12 +357,8 @@ fn compare(
     expected: &Tensor<f64>,
     dtype: &str,
 ) -> Option<String> {
-    if actual.dims() != expected.dims() {
-        return Some(format!(
-            "{what}: shape {:?}, expected {:?}",
-            actual.dims(),
-            expected.dims()
-        ));
+    if let Some(m) = shape_mismatch(what, actual, expected) {
+        return Some(m);
     }
     let (rtol, atol) = tolerance(dtype);
     let mut worst: Option<(usize, f64)> = None;
@@ -398,12 +405,8 @@ fn compare_norm(
     dtype: &str,
     pytorch: f64,
 ) -> Option<String> {
-    if actual.dims() != expected.dims() {
-        return Some(format!(
-            "{what}: shape {:?}, expected {:?}",
-            actual.dims(),
-            expected.dims()
-        ));
+    if let Some(m) = shape_mismatch(what, actual, expected) {
+        return Some(m);
     }
     let err = norm_error(actual.as_slice(), expected.as_slice(), dtype);
     let bound = if dtype == "f32" {

@@ -22,9 +22,13 @@ fn within_ulps(got: f32, want: f64, k: f64, what: &str) {
 
 /// Exact enough: f64 with a compensated (Neumaier) sum.
 fn reference(x: &[f32]) -> f64 {
+    compensated(x.iter().map(|&v| f64::from(v)))
+}
+
+/// Neumaier's compensated sum of `values`.
+fn compensated(values: impl Iterator<Item = f64>) -> f64 {
     let (mut s, mut c) = (0.0f64, 0.0f64);
-    for &v in x {
-        let v = f64::from(v);
+    for v in values {
         let t = s + v;
         c += if s.abs() >= v.abs() {
             (s - t) + v
