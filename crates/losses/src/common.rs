@@ -906,3 +906,76 @@ pub(crate) fn rows_map2<E: Send, R: Send>(
     };
     parts.into_iter().flatten().collect()
 }
+
+/// Whether a plain sum of squares `ss` (of finite terms) is accurate: finite,
+/// and large enough (≥ `MIN_POSITIVE/ε`) that squares which fell below the
+/// normal range cost it no digit. Outside that range (or NaN) the caller
+/// recomputes with [`pow2_scale`] and [`scaled_sum_sq2`], as `hypot` and
+/// BLAS `nrm2` do; inside it (every normal-magnitude input) this compare is
+/// all the scaled path costs.
+#[inline(always)]
+pub(crate) fn sum_sq_in_range<T: Float>(ss: T) -> bool {
+    ss >= T::min_positive_value() / T::epsilon() && ss <= T::max_value()
+}
+
+/// `max |f(a_j, b_j)|` over equal-length slices (0 for empty ones; NaN
+/// terms are skipped, they reach the sum anyway).
+pub(crate) fn max_abs_map2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T) -> T {
+    a.iter()
+        .zip(b)
+        .fold(T::zero(), |m, (&x, &y)| m.max(f(x, y).abs()))
+}
+
+/// The power of two `2^⌊log₂ m⌋` for a finite `m > 0` (within a factor 2 of
+/// `m`), `None` otherwise. Dividing by it is exact (short of subnormal
+/// results), so a sum scaled by it differs from the plain one only where
+/// the plain one overflowed or underflowed.
+pub(crate) fn pow2_scale<T: Float>(m: T) -> Option<T> {
+    if !(m > T::zero() && m.is_finite()) {
+        return None;
+    }
+    let k = m.as_f64().log2().floor() as i32;
+    Some(T::of(2f64.powi(k)))
+}
+
+/// `Σ (f(a_j, b_j)/s)²` in the order of the plain `simd::sum_map2` of
+/// `f²` (so with `s` from [`pow2_scale`] it is that sum times `s⁻²`,
+/// without its overflow or underflow); vectorised inside a `vectorized`
+/// region.
+#[inline(always)]
+pub(crate) fn scaled_sum_sq2<T: Float>(a: &[T], b: &[T], s: T, f: impl Fn(T, T) -> T) -> T {
+    lossgraph_tensor::simd::sum_map2(
+        a,
+        b,
+        #[inline(always)]
+        |x, y| {
+            let z = f(x, y) / s;
+            z * z
+        },
+    )
+}
+
+/// `‖f(a, b)‖₂` from its plain sum of squares `ss`: `√ss` when
+/// [`sum_sq_in_range`], else `s·√(Σ (f/s)²)` with `s` a power of two near
+/// `max |f|` (finite and accurate wherever the norm is; `√ss` when the max
+/// is 0 or not finite). Returns the norm and the sum of squares `ss`, the
+/// latter as `(s·Σ(f/s)²)·s` on the scaled path (`∞` only where it truly
+/// overflows).
+#[inline(always)]
+pub(crate) fn norm_from_sum_sq<T: Float>(
+    ss: T,
+    a: &[T],
+    b: &[T],
+    f: impl Fn(T, T) -> T + Copy,
+) -> (T, T) {
+    if sum_sq_in_range(ss) {
+        return (ss.sqrt(), ss);
+    }
+    match pow2_scale(max_abs_map2(a, b, f)) {
+        Some(s) => {
+            let t = scaled_sum_sq2(a, b, s, f);
+            (s * t.sqrt(), (s * t) * s)
+        }
+        None => (ss.sqrt(), ss),
+    }
+}

@@ -8,6 +8,10 @@
 //! with the norm-wise metric [`norm_error`], f64 against
 //! [`F64_NORM_BOUND`] and f32 against [`f32_bound`], `max(K·e_pt, FLOOR)`
 //! with `K` = [`F32_ERROR_MULTIPLE`] and `FLOOR` = [`F32_ERROR_FLOOR`].
+//! A case that also carries `"f32_strict": true` is held to `FLOOR` alone in
+//! f32, whatever PyTorch's error (cases where PyTorch's f32 overflows or
+//! loses the value although the true value is finite: PyTorch's error would
+//! excuse the same defect in ours).
 //!
 //! Used by the `conformance` test target and by `lossgraph conformance`.
 
@@ -34,6 +38,9 @@ pub struct Case {
     /// (field `pytorch_f32_error`): when present, the case is checked
     /// norm-wise against it instead of elementwise.
     pub pytorch_f32_error: Option<ReferenceError>,
+    /// Field `f32_strict` (only with `pytorch_f32_error`): the f32 result is
+    /// held to [`F32_ERROR_FLOOR`], PyTorch's error is not used.
+    pub f32_strict: bool,
 }
 
 /// PyTorch's own float32 error on a case's inputs, measured once by the
@@ -245,6 +252,14 @@ fn parse_case(v: &Value) -> Result<Case, String> {
         None => None,
         Some(p) => Some(parse_reference_error(p, &expect)?),
     };
+    let f32_strict = match v.get("f32_strict") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err("f32_strict must be true or false".into()),
+    };
+    if f32_strict && pytorch_f32_error.is_none() {
+        return Err("f32_strict without pytorch_f32_error".into());
+    }
     Ok(Case {
         id,
         call: Call {
@@ -255,6 +270,7 @@ fn parse_case(v: &Value) -> Result<Case, String> {
         expect,
         dtypes,
         pytorch_f32_error,
+        f32_strict,
     })
 }
 
@@ -397,19 +413,23 @@ fn compare(
 
 /// Norm-wise comparison of a case with `pytorch_f32_error` (see
 /// [`norm_error`]): f64 within [`F64_NORM_BOUND`], f32 within
-/// [`f32_bound`] of PyTorch's f32 error `pytorch` on the same tensor.
+/// [`f32_bound`] of PyTorch's f32 error `pytorch` on the same tensor, or
+/// within [`F32_ERROR_FLOOR`] when `strict` (`f32_strict`).
 fn compare_norm(
     what: &str,
     actual: &Tensor<f64>,
     expected: &Tensor<f64>,
     dtype: &str,
     pytorch: f64,
+    strict: bool,
 ) -> Option<String> {
     if let Some(m) = shape_mismatch(what, actual, expected) {
         return Some(m);
     }
     let err = norm_error(actual.as_slice(), expected.as_slice(), dtype);
-    let bound = if dtype == "f32" {
+    let bound = if dtype == "f32" && strict {
+        F32_ERROR_FLOOR
+    } else if dtype == "f32" {
         f32_bound(pytorch)
     } else {
         F64_NORM_BOUND
@@ -419,9 +439,13 @@ fn compare_norm(
     if err <= bound {
         return None;
     }
+    let why = if strict && dtype == "f32" {
+        "f32_strict: PyTorch's own f32 error, not used"
+    } else {
+        "PyTorch's own f32 error"
+    };
     Some(format!(
-        "{what}: norm-wise error {err:.3e} over the bound {bound:.3e} \
-         (PyTorch's own f32 error {pytorch:.3e})"
+        "{what}: norm-wise error {err:.3e} over the bound {bound:.3e} ({why} {pytorch:.3e})"
     ))
 }
 
@@ -461,7 +485,7 @@ fn run_typed<T: Float>(case: &Case, dtype: &str) -> Option<String> {
             // elementwise, or norm-wise against PyTorch's f32 error
             let check = |what: &str, got: &Tensor<f64>, want: &Tensor<f64>, e: Option<f64>| match e
             {
-                Some(e) => compare_norm(what, got, want, dtype, e),
+                Some(e) => compare_norm(what, got, want, dtype, e, case.f32_strict),
                 None => compare(what, got, want, dtype),
             };
             let mut fails = Vec::new();
@@ -641,7 +665,9 @@ mod tests {
     fn norm_error_passes_matching_infinities_zeros_and_rounding() {
         // 1e60 overflows f32: the f32 +∞ is its correctly rounded value
         assert_eq!(norm_error(&[INF, 2.0], &[1e60, 2.0], "f32"), 0.0);
-        assert!(compare_norm("x", &t1(&[INF, 2.0]), &t1(&[1e60, 2.0]), "f32", 0.0).is_none());
+        assert!(
+            compare_norm("x", &t1(&[INF, 2.0]), &t1(&[1e60, 2.0]), "f32", 0.0, false).is_none()
+        );
         assert_eq!(norm_error(&[-INF], &[-1e60], "f32"), 0.0);
         // 1e-60 underflows f32 to 0; in f64 a 0 there is an error of 1e-60
         // relative to the largest element
@@ -669,9 +695,9 @@ mod tests {
         assert!(norm_error(&[3e38], &[1e60], "f32") > 1e30);
         // an infinite error fails any finite bound, and a huge PyTorch error
         // does not excuse it
-        let m = compare_norm("grad x", &t1(&[INF]), &t1(&[1.0]), "f32", 1e30).unwrap();
+        let m = compare_norm("grad x", &t1(&[INF]), &t1(&[1.0]), "f32", 1e30, false).unwrap();
         assert!(m.contains("grad x") && m.contains("inf"), "{m}");
-        assert!(compare_norm("x", &t1(&[INF]), &t1(&[1.0]), "f64", 0.0).is_some());
+        assert!(compare_norm("x", &t1(&[INF]), &t1(&[1.0]), "f64", 0.0, false).is_some());
     }
 
     #[test]
@@ -681,22 +707,30 @@ mod tests {
         // 2x PyTorch's error passes (K = 4)
         let x2 = t1(&[1.0 + 2e-3, -0.5, 0.25]);
         assert!((norm_error(x2.as_slice(), r.as_slice(), "f32") - 2e-3).abs() < 1e-12);
-        assert!(compare_norm("output", &x2, &r, "f32", pt).is_none());
+        assert!(compare_norm("output", &x2, &r, "f32", pt, false).is_none());
         // 10x fails, and the message names the tensor, both errors and the bound
         let x10 = t1(&[1.0, -0.5 - 1e-2, 0.25]);
-        let m = compare_norm("grad pred", &x10, &r, "f32", pt).unwrap();
+        let m = compare_norm("grad pred", &x10, &r, "f32", pt, false).unwrap();
         for part in ["grad pred", "1.000e-2", "1.000e-3", "4.000e-3"] {
             assert!(m.contains(part), "{part} not in {m}");
         }
         // below the floor anything passes, even where PyTorch is exact
         let x_small = t1(&[1.0 + 5e-6, -0.5, 0.25]);
-        assert!(compare_norm("output", &x_small, &r, "f32", 0.0).is_none());
-        assert!(compare_norm("output", &x2, &r, "f32", 0.0).is_some());
+        assert!(compare_norm("output", &x_small, &r, "f32", 0.0, false).is_none());
+        assert!(compare_norm("output", &x2, &r, "f32", 0.0, false).is_some());
         assert_eq!(f32_bound(0.0), F32_ERROR_FLOOR);
         assert_eq!(f32_bound(1.0), F32_ERROR_MULTIPLE);
         // f64 has its own fixed bound
-        assert!(compare_norm("output", &x_small, &r, "f64", 1.0).is_some());
-        assert!(compare_norm("output", &t1(&[1.0 + 1e-12, -0.5, 0.25]), &r, "f64", 0.0).is_none());
+        assert!(compare_norm("output", &x_small, &r, "f64", 1.0, false).is_some());
+        assert!(compare_norm(
+            "output",
+            &t1(&[1.0 + 1e-12, -0.5, 0.25]),
+            &r,
+            "f64",
+            0.0,
+            false
+        )
+        .is_none());
     }
 
     #[test]
@@ -733,5 +767,32 @@ mod tests {
             out.len() == 2 && out.iter().all(|o| o.failure.is_none()),
             "{out:?}"
         );
+    }
+
+    #[test]
+    fn f32_strict_holds_f32_to_the_floor_whatever_pytorchs_error() {
+        // off by 3e-4 relative: passes 4x a PyTorch error of "inf" or 1e-4,
+        // fails once f32_strict holds it to the 1e-5 floor
+        let off = GOOD.replace("[5.0]", "[5.0015]");
+        let with = |strict: &str| {
+            format!(
+                r#", "dtypes": ["f32"], "pytorch_f32_error": {{"output": "inf",
+                "grads": {{"pred": 0.0, "target": 0.0}}}}{strict}"#
+            )
+        };
+        assert!(run(&mse_case(&off, &with("")))[0].failure.is_none());
+        let out = run(&mse_case(&off, &with(r#", "f32_strict": true"#)));
+        let m = out[0].failure.as_deref().unwrap();
+        assert!(m.contains("f32_strict") && m.contains("1.000e-5"), "{m}");
+        // a correct result passes, false is the default, and the field needs
+        // pytorch_f32_error and a boolean
+        assert!(run(&mse_case(GOOD, &with(r#", "f32_strict": true"#)))[0]
+            .failure
+            .is_none());
+        assert!(run(&mse_case(&off, &with(r#", "f32_strict": false"#)))[0]
+            .failure
+            .is_none());
+        assert!(parse_file(&mse_case(GOOD, r#", "f32_strict": true"#)).is_err());
+        assert!(parse_file(&mse_case(GOOD, &with(r#", "f32_strict": 1"#))).is_err());
     }
 }

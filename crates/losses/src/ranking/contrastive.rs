@@ -10,8 +10,8 @@
 
 use super::for_row_blocks;
 use crate::common::{
-    check_option, eager_inputs, filled, grads_as_tensors_of, no_batchmean, reduce, reduce_naive,
-    slots, unfilled, Reduction, UnitGrads, Upstream,
+    check_option, eager_inputs, filled, grads_as_tensors_of, no_batchmean, norm_from_sum_sq,
+    reduce, reduce_naive, slots, unfilled, Reduction, UnitGrads, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized};
@@ -84,7 +84,10 @@ struct Contrastive<T> {
 /// `∂ℓ/∂s = g·(d² − gap²)`, with `c = g·(2s − 2(1−s)·gap/d)` (the hinge term
 /// 0 at `d = 0`, PyTorch's norm gradient there) and `g` the row's upstream
 /// gradient. The row's branches are per row; the loops over its elements are
-/// branch-free and vectorise.
+/// branch-free and vectorise. `d` comes from a scaled sum of squares
+/// ([`norm_from_sum_sq`]) when the plain `d²` overflows or underflows, so
+/// `d`, the gradients and a dissimilar pair's loss stay finite and accurate
+/// at any input magnitude; `d²` itself is `∞` only where it truly overflows.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn pair_row<T: Float>(
@@ -99,13 +102,16 @@ fn pair_row<T: Float>(
 ) -> T {
     let (zero, one, two) = (T::zero(), T::one(), T::of(2.0));
     let v = &v[..u.len()];
+    let diff = |a: T, b: T| a - b;
     let d2 = simd::sum_map2(
         u,
         v,
         #[inline(always)]
-        |a, b| (a - b) * (a - b),
+        |a, b| diff(a, b) * diff(a, b),
     );
-    let dist = d2.sqrt();
+    // d² out of range (overflowed, or so small that squares underflowed):
+    // d from a scaled sum; one compare per row otherwise
+    let (dist, d2) = norm_from_sum_sq(d2, u, v, diff);
     let gap = (m - dist).max(zero);
     let push = if gap > zero && dist > zero {
         two * (one - s) * gap / dist
@@ -126,9 +132,24 @@ fn pair_row<T: Float>(
         }
     }
     if let Some(ds) = ds {
-        *ds = MaybeUninit::new(g * (d2 - gap * gap));
+        // d² − gap² as (d − gap)(d + gap) where the plain form is ∞ − ∞
+        let gap2 = gap * gap;
+        let dd = if gap > zero && !(d2 - gap2).is_finite() {
+            (dist - gap) * (dist + gap)
+        } else {
+            d2 - gap2
+        };
+        *ds = MaybeUninit::new(g * dd);
     }
-    s * d2 + (one - s) * gap * gap
+    // the label selects its term, so the other one's overflow (an ∞ times
+    // 0) cannot make the loss NaN; a NaN label still gives NaN
+    if s == one {
+        d2
+    } else if s == zero {
+        gap * gap
+    } else {
+        s * d2 + (one - s) * gap * gap
+    }
 }
 
 impl<T: Float> Contrastive<T> {

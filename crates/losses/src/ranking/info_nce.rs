@@ -12,8 +12,9 @@
 
 use super::for_row_blocks;
 use crate::common::{
-    check_option, eager_inputs, filled, grads_as_tensors_of, no_batchmean, reduce, reduce_naive,
-    slots, unfilled, Reduction, UnitGrads, Upstream,
+    check_option, eager_inputs, filled, grads_as_tensors_of, max_abs_map2, no_batchmean,
+    norm_from_sum_sq, pow2_scale, reduce, reduce_naive, scaled_sum_sq2, slots, unfilled, Reduction,
+    UnitGrads, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized};
@@ -61,7 +62,9 @@ fn validate<T: Float>(q: &Var<T>, k: &Var<T>, o: &InfoNceOptions) -> Result<()> 
 
 /// Rows of `x` (`[N, D]`) divided by their norms clamped at `NORM_EPS`;
 /// returns the normalised tensor and the unclamped norms. Blocks of rows
-/// over rayon, each row's norm a vectorised sum.
+/// over rayon, each row's norm a vectorised sum; a sum of squares that
+/// overflows (rows of 1e20 in f32) is redone scaled ([`norm_from_sum_sq`]),
+/// so x̂ and the norm stay finite and accurate at any magnitude.
 fn normalize_rows<T: Float>(x: &Tensor<T>) -> Result<(Tensor<T>, Vec<T>)> {
     let d = x.shape().last_dim();
     let rows = x.dims()[0];
@@ -84,15 +87,32 @@ fn normalize_rows<T: Float>(x: &Tensor<T>) -> Result<(Tensor<T>, Vec<T>)> {
                 || {
                     for (i, n_out) in nr.iter_mut().enumerate() {
                         let (x, o) = (&xs[i * d..(i + 1) * d], &mut o[i * d..(i + 1) * d]);
-                        let n = simd::sum_map(
+                        let ss = simd::sum_map(
                             x,
                             #[inline(always)]
                             |v| v * v,
-                        )
-                        .sqrt();
-                        let c = n.max(eps);
-                        for j in 0..d {
-                            o[j] = MaybeUninit::new(x[j] / c);
+                        );
+                        // a sum of squares that overflowed: the norm from a
+                        // scaled sum (one compare per row otherwise; one that
+                        // underflowed is below eps, where the clamp decides)
+                        let n = if ss <= T::max_value() {
+                            ss.sqrt()
+                        } else {
+                            norm_from_sum_sq(ss, x, x, |v, _| v).0
+                        };
+                        if !n.is_infinite() {
+                            let c = n.max(eps);
+                            for j in 0..d {
+                                o[j] = MaybeUninit::new(x[j] / c);
+                            }
+                        } else {
+                            // a norm past the largest float (finite rows):
+                            // x/‖x‖ as (x/s)/‖x/s‖ with s a power of two
+                            let sc = pow2_scale(max_abs_map2(x, x, |v, _| v)).unwrap_or(T::one());
+                            let ns = scaled_sum_sq2(x, x, sc, |v, _| v).sqrt();
+                            for j in 0..d {
+                                o[j] = MaybeUninit::new((x[j] / sc) / ns);
+                            }
                         }
                         *n_out = MaybeUninit::new(n);
                     }

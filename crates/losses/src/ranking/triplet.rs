@@ -10,8 +10,9 @@
 
 use super::for_row_blocks;
 use crate::common::{
-    check_option, eager_inputs, filled, grads_as_tensors, no_batchmean, reduce, reduce_naive,
-    slots, unfilled, Reduction, UnitGrads, Upstream,
+    check_option, eager_inputs, filled, grads_as_tensors, max_abs_map2, no_batchmean,
+    norm_from_sum_sq, pow2_scale, reduce, reduce_naive, scaled_sum_sq2, slots, sum_sq_in_range,
+    unfilled, Reduction, UnitGrads, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized};
@@ -74,6 +75,9 @@ struct Triplet<T> {
 impl<T: Float> Triplet<T> {
     /// The distance between two rows: `‖x − y‖²` or `‖x − y + ε‖`
     /// (vectorised inside a [`vectorized`] region).
+    /// The Euclidean norm comes from a scaled sum of squares
+    /// ([`norm_from_sum_sq`]) when the plain one overflows or underflows;
+    /// the squared form's range is handled by [`Triplet::hinge_arg`].
     #[inline(always)]
     fn dist(&self, x: &[T], y: &[T]) -> T {
         if self.squared {
@@ -85,13 +89,37 @@ impl<T: Float> Triplet<T> {
             )
         } else {
             let e = T::of(EPS);
-            simd::sum_map2(
+            let f = move |a: T, b: T| a - b + e;
+            let ss = simd::sum_map2(
                 x,
                 y,
                 #[inline(always)]
-                |a, b| (a - b + e) * (a - b + e),
-            )
-            .sqrt()
+                |a, b| f(a, b) * f(a, b),
+            );
+            norm_from_sum_sq(ss, x, y, f).0
+        }
+    }
+
+    /// `d⁺ − d⁻ + m` from the distances `dp`, `dn` of [`Triplet::dist`]. In
+    /// the squared form, when either sum of squares is out of
+    /// [`sum_sq_in_range`] (`∞ − ∞` once both overflow, digits lost once
+    /// they underflow), both are recomputed over one power-of-two scale `s`
+    /// near the largest difference: `((t⁺ − t⁻)·s)·s + m`, `∞` only where the
+    /// value truly overflows. Normal magnitudes pay two compares per row.
+    #[inline(always)]
+    fn hinge_arg(&self, a: &[T], p: &[T], n: &[T], dp: T, dn: T) -> T {
+        if !self.squared || (sum_sq_in_range(dp) && sum_sq_in_range(dn)) {
+            return dp - dn + self.margin;
+        }
+        let diff = |x: T, y: T| x - y;
+        let m = max_abs_map2(a, p, diff).max(max_abs_map2(a, n, diff));
+        match pow2_scale(m) {
+            Some(s) => {
+                let tp = scaled_sum_sq2(a, p, s, diff);
+                let tn = scaled_sum_sq2(a, n, s, diff);
+                ((tp - tn) * s) * s + self.margin
+            }
+            None => dp - dn + self.margin,
         }
     }
     /// Whether the hinge passes the gradient at `x = d⁺ − d⁻ + m`: strictly
@@ -117,7 +145,7 @@ impl<T: Float> Triplet<T> {
         let (p, n) = (&p[..d], &n[..d]);
         let dp = self.dist(a, p);
         let dn = self.dist(a, n);
-        let x = dp - dn + self.margin;
+        let x = self.hinge_arg(a, p, n, dp, dn);
         // ∂d/∂x for d(x, y): 2(x − y) squared, (x − y + ε)/d Euclidean (0 at d = 0);
         // an inactive hinge passes nothing (both factors 0)
         let on = self.active(x);

@@ -19,7 +19,7 @@
 
 use crate::common::{
     check_option, check_unit_interval, count_where, fill_two_grads, first_where, grads_as_tensors,
-    outside_unit, row_fill2, row_sums, same_shape,
+    outside_unit, pow2_scale, row_fill2, row_sums, same_shape,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Tape, Var};
 use lossgraph_tensor::simd::{self, vectorized};
@@ -153,10 +153,12 @@ pub(super) struct RatioMean {
     c: usize,
 }
 
-/// Per row: its mean and denominator (`None` for a row that keeps nothing),
-/// and the number of kept rows.
+/// Per row: its mean `μ`, its denominator as `(D/s, s)` with `s` the
+/// power of two its weights were scaled by (1 on the plain path; see
+/// [`RatioMean::scaled_row`]), `None` for a row that keeps nothing; and the
+/// number of kept rows.
 pub(super) struct Saved<T> {
-    rows: Vec<Option<(T, T)>>,
+    rows: Vec<Option<(T, T, T)>>,
     kept: usize,
 }
 
@@ -185,6 +187,51 @@ impl RatioMean {
     pub(super) fn apply<T: Float>(self, values: &Var<T>, weights: &Var<T>) -> Result<Var<T>> {
         let tape: Tape<T> = values.tape().clone();
         tape.apply(self, &[values, weights])
+    }
+
+    /// Row `r`'s `(μ, D/s_w, s_w)` when its plain sums left the accurate
+    /// range (`Σ wℓ` or `Σ w` overflowed, `∞ − ∞` in `Σ wℓ`, or `Σ wℓ` so
+    /// small that products underflowed): both sums again with `w/s_w` and
+    /// `ℓ/s_ℓ`, `s_w`, `s_ℓ` powers of two near `max w` and `max |ℓ|` (over
+    /// the items of non-zero weight), so that
+    /// `μ = s_ℓ·Σ (w/s_w)(ℓ/s_ℓ) / (Σ w/s_w + eps/s_w)` is finite wherever
+    /// the mean is. Scaling by powers of two is exact, so where the plain
+    /// sums were fine this gives the same
+    /// bits. `None` (keep the plain sums) when a max is 0 or not finite
+    /// (a non-finite input under a non-zero weight, whose result stands).
+    fn scaled_row<T: Float>(&self, v: &[T], w: &[T]) -> Option<(T, T, T)> {
+        let zero = T::zero();
+        let wmax = w.iter().fold(zero, |m, &x| m.max(x));
+        let lmax = v.iter().zip(w).fold(
+            zero,
+            |m, (&l, &x)| if x != zero { m.max(l.abs()) } else { m },
+        );
+        let (sw, sl) = (pow2_scale(wmax)?, pow2_scale(lmax)?);
+        let (num, den) = vectorized(
+            #[inline(always)]
+            || {
+                let num = simd::sum_map2(
+                    v,
+                    w,
+                    #[inline(always)]
+                    |l, m| {
+                        if m != zero {
+                            (m / sw) * (l / sl)
+                        } else {
+                            zero
+                        }
+                    },
+                );
+                let den = simd::sum_map(
+                    w,
+                    #[inline(always)]
+                    |m| m / sw,
+                );
+                (num, den)
+            },
+        );
+        let dd = den + T::of(self.eps) / sw;
+        Some(((num / dd) * sl, dd, sw))
     }
 }
 
@@ -226,15 +273,26 @@ impl<T: Float> CustomOp<T> for RatioMean {
             kept: 0,
         };
         let mut total = T::zero();
-        for [num, den, _] in sums {
+        // below this a sum of products may have lost digits to underflow
+        let tiny = T::min_positive_value() / T::epsilon();
+        for (r, [num, den, _]) in sums.into_iter().enumerate() {
             if den == T::zero() {
                 saved.rows.push(None);
             } else {
-                let d = den + eps;
-                let mean = num / d;
-                total += mean;
+                // the plain row unless its sums left the accurate range (one
+                // compare per row at normal magnitudes)
+                let plain = num.abs() >= tiny && num.is_finite() && den.is_finite();
+                let range = r * self.c..(r + 1) * self.c;
+                let row = (!plain)
+                    .then(|| self.scaled_row(&v[range.clone()], &w[range]))
+                    .flatten()
+                    .unwrap_or_else(|| {
+                        let d = den + eps;
+                        (num / d, d, T::one())
+                    });
+                total += row.0;
                 saved.kept += 1;
-                saved.rows.push(Some((mean, d)));
+                saved.rows.push(Some(row));
             }
         }
         let out = if saved.kept == 0 {
@@ -270,28 +328,39 @@ impl<T: Float> CustomOp<T> for RatioMean {
                 vectorized(
                     #[inline(always)]
                     || {
-                        let (k, mean) = match row {
-                            Some((mean, d)) => (scale / d, mean),
-                            None => (T::zero(), T::zero()),
+                        // D = dd·sw: a scaled row (sw ≠ 1) divides by sw
+                        // last, so neither D nor k underflows on the way
+                        let (k, mean, sw) = match row {
+                            Some((mean, dd, sw)) => (scale / dd, mean, sw),
+                            None => (T::zero(), T::zero(), T::one()),
                         };
+                        let plain = sw == T::one();
                         if let Some(dv) = dv {
                             let dv = &mut dv[..w.len()];
-                            if row.is_some() {
+                            if row.is_none() {
+                                dv.fill(MaybeUninit::new(T::zero()));
+                            } else if plain {
                                 for (o, &m) in dv.iter_mut().zip(w) {
                                     *o = MaybeUninit::new(k * m);
                                 }
                             } else {
-                                dv.fill(MaybeUninit::new(T::zero()));
+                                for (o, &m) in dv.iter_mut().zip(w) {
+                                    *o = MaybeUninit::new(k * (m / sw));
+                                }
                             }
                         }
                         if let Some(dw) = dw {
                             let dw = &mut dw[..v.len()];
-                            if row.is_some() {
+                            if row.is_none() {
+                                dw.fill(MaybeUninit::new(T::zero()));
+                            } else if plain {
                                 for (o, &l) in dw.iter_mut().zip(v) {
                                     *o = MaybeUninit::new(k * (l - mean));
                                 }
                             } else {
-                                dw.fill(MaybeUninit::new(T::zero()));
+                                for (o, &l) in dw.iter_mut().zip(v) {
+                                    *o = MaybeUninit::new((k * (l - mean)) / sw);
+                                }
                             }
                         }
                     },

@@ -492,6 +492,67 @@ def mp_brier(inputs, o, g):
 MP_REFS = {"brier": mp_brier, "log_cosh": mp_log_cosh, "gaussian_kl": mp_gaussian_kl, "kl_logits": mp_kl_logits}
 
 
+# ---------------------------------------------------------------- f32_strict ops
+
+def mp_rows(x):
+    return [[mpmath.mpf(float(v)) for v in row] for row in x.reshape(-1, x.shape[-1])]
+
+
+def mp_loss_contrastive(x, o):
+    m = mpmath.mpf(o.get("margin", 1.0))
+    out = []
+    for u, v, s in zip(mp_rows(x["u"]), mp_rows(x["v"]), x["similar"].reshape(-1).tolist()):
+        d = mpmath.sqrt(mpmath.fsum((a - b) ** 2 for a, b in zip(u, v)))
+        out.append(s * d * d + (1 - s) * max(m - d, 0) ** 2)
+    return out, x["similar"].shape
+
+
+def mp_loss_triplet(x, o):
+    m, sq, e = mpmath.mpf(o.get("margin", 1.0)), o.get("squared", True), mpmath.mpf(1e-6)
+    out = []
+    for a, p, n in zip(mp_rows(x["anchor"]), mp_rows(x["positive"]), mp_rows(x["negative"])):
+        if sq:
+            dp = mpmath.fsum((i - j) ** 2 for i, j in zip(a, p))
+            dn = mpmath.fsum((i - j) ** 2 for i, j in zip(a, n))
+        else:
+            dp = mpmath.sqrt(mpmath.fsum((i - j + e) ** 2 for i, j in zip(a, p)))
+            dn = mpmath.sqrt(mpmath.fsum((i - j + e) ** 2 for i, j in zip(a, n)))
+        out.append(max(dp - dn + m, 0))
+    return out, x["anchor"].shape[:-1]
+
+
+def mp_loss_info_nce(x, o):
+    q, k = mp_rows(x["query"]), mp_rows(x["key"])
+    if o.get("normalize", True):
+        unit = lambda r: [v / max(mpmath.sqrt(mpmath.fsum(w * w for w in r)), mpmath.mpf(1e-12)) for v in r]
+        q, k = [unit(r) for r in q], [unit(r) for r in k]
+    t = mpmath.mpf(o.get("temperature", 0.1))
+    n = len(q)
+    S = [[mpmath.fsum(a * b for a, b in zip(qi, kj)) / t for kj in k] for qi in q]
+    lse = lambda xs: mpmath.log(mpmath.fsum(mpmath.exp(v) for v in xs))
+    out = [lse(S[i]) - S[i][i] for i in range(n)]
+    if o.get("symmetric", False):
+        out = [(out[i] + lse([S[j][i] for j in range(n)]) - S[i][i]) / 2 for i in range(n)]
+    return out, (n,)
+
+
+def mp_loss_weighted_mean(x, o):
+    v = [mpmath.mpf(float(a)) for a in x["values"].reshape(-1)]
+    w = [mpmath.mpf(float(a)) for a in x["weights"].reshape(-1)]
+    return [mpmath.fsum(a * b for a, b in zip(w, v)) / (mpmath.fsum(w) + mpmath.mpf(o.get("eps", 0.0)))], None
+
+
+# Ops whose magnitude cases carry "f32_strict": true (the runner then holds
+# lossgraph's f32 result to FLOOR, not to K x PyTorch's error): at 1e30 (and
+# where w*l overflows) PyTorch's f32 overflows to NaN/inf or loses the value
+# (error 1 or inf) although the true value is finite, so its error would
+# excuse the same defect in ours. Their f64 references (PyTorch float64,
+# exact enough there: nothing overflows in f64) are checked against these
+# 200-digit mpmath losses: output within 1e-12 norm-wise.
+MP_STRICT_LOSSES = {"contrastive": mp_loss_contrastive, "triplet": mp_loss_triplet,
+                    "info_nce": mp_loss_info_nce, "weighted_mean": mp_loss_weighted_mean}
+
+
 # ---------------------------------------------------------------- cases
 
 def make_case(op, cid, inputs, options=None, grads=None, ints=(), label=()):
@@ -526,11 +587,17 @@ def make_case(op, cid, inputs, options=None, grads=None, ints=(), label=()):
         out64, g64 = mp_out, {k: mp_g[k] for k in grads}
     for k, v in [("output", out64)] + list(g64.items()):
         assert torch.isfinite(v).all(), (op, cid, k, "reference not finite in f64", v)
+    if op in MP_STRICT_LOSSES:
+        losses, shape = MP_STRICT_LOSSES[op](inputs, options)
+        red = options.get("reduction", "mean") if op != "weighted_mean" else "sum"
+        vals, _ = mp_reduce(losses, shape, red)
+        e = norm_error(np.array(vals), out64.numpy().reshape(-1), "f64")
+        assert e <= 1e-12, (op, cid, "f64 reference off the 200-digit value", e)
     out32, g32 = run_ref(ref, inputs, options, grads, S, g)
     err = {"output": norm_error(out32.numpy(), out64.numpy()),
            "grads": {k: norm_error(g32[k].numpy(), g64[k].numpy()) for k in grads}}
     ints = set(ints) | {k for k, v in inputs.items() if not v.is_floating_point()}
-    return {
+    case = {
         "id": f"{op}/mag_{cid}",
         "op": op,
         "options": {k: (enc(v) if torch.is_tensor(v) else v) for k, v in options.items()},
@@ -541,6 +608,9 @@ def make_case(op, cid, inputs, options=None, grads=None, ints=(), label=()):
         "pytorch_f32_error": {"output": num(err["output"]),
                               "grads": {k: num(v) for k, v in err["grads"].items()}},
     }
+    if op in MP_STRICT_LOSSES:
+        case["f32_strict"] = True
+    return case
 
 
 def sname(s):
