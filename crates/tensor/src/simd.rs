@@ -391,7 +391,13 @@ pub fn ln_f32(x: f32) -> f32 {
 pub fn ln_1p_f32(x: f32) -> f32 {
     let u = 1.0 + x;
     let c = if x < 1.0e7 { (x - (u - 1.0)) / u } else { 0.0 };
-    ln_special(u, ln_core::<false>(u, 0) + c)
+    let r = ln_special(u, ln_core::<false>(u, 0) + c);
+    // log1p(±0) = ±0 (the sum above rounds −0 to +0)
+    if x == 0.0 {
+        x
+    } else {
+        r
+    }
 }
 
 /// `eˣ − 1` in `f32`, branch-free and accurate near 0: a degree-8 Taylor
@@ -408,7 +414,9 @@ pub fn expm1_f32(x: f32) -> f32 {
     p = p * x + 1.0 / 24.0;
     p = p * x + 1.0 / 6.0;
     p = p * x + 0.5;
-    let near = x + (x * x) * p;
+    // expm1 has the sign of x: copysign keeps it at x = −0, where
+    // −0 + (+0) would round to +0
+    let near = (x + (x * x) * p).copysign(x);
     let far = exp_f32(x) - 1.0;
     if x.abs() < 0.5 {
         near
