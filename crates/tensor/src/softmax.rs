@@ -3,23 +3,59 @@
 
 use crate::float::Float;
 use crate::parallel::for_each_row_mut;
+use crate::simd;
 use crate::tensor::Tensor;
 
 impl<T: Float> Tensor<T> {
     /// `softmax(x)` along the last axis: `e^(x − max) / Σ e^(x − max)`.
+    ///
+    /// Each row runs the SIMD row kernels (the max, then `e^(x − max)`
+    /// written and summed in one pass, then one scaling); a row whose max
+    /// is not finite (a NaN, an infinity, all −∞) takes [`softmax_row`],
+    /// whose IEEE behaviour there is the reference.
     pub fn softmax(&self) -> Tensor<T> {
         let n = self.shape().last_dim();
-        let mut out = self.to_vec();
-        for_each_row_mut(&mut out, n, |_, row| softmax_row(row));
+        let x = self.as_slice();
+        let mut out = vec![T::zero(); x.len()];
+        for_each_row_mut(&mut out, n, |i, row| {
+            let xr = &x[i * n..(i + 1) * n];
+            simd::vectorized(
+                #[inline(always)]
+                || {
+                    let m = simd::max(xr);
+                    if !m.is_finite() {
+                        row.copy_from_slice(xr);
+                        return softmax_row(row);
+                    }
+                    let inv = T::one() / simd::exp_shift_sum(xr, m, row);
+                    row.iter_mut().for_each(|v| *v *= inv);
+                },
+            )
+        });
         Tensor::from_parts(out, self.shape().clone())
     }
-    /// `log softmax(x)` along the last axis: `x − max − log Σ e^(x − max)`.
+    /// `log softmax(x)` along the last axis: `x − max − log Σ e^(x − max)`,
+    /// through the SIMD row kernels as [`Tensor::softmax`].
     pub fn log_softmax(&self) -> Tensor<T> {
         let n = self.shape().last_dim();
-        let mut out = self.to_vec();
-        for_each_row_mut(&mut out, n, |_, row| {
-            let lse = logsumexp_row(row);
-            row.iter_mut().for_each(|v| *v -= lse);
+        let x = self.as_slice();
+        let mut out = vec![T::zero(); x.len()];
+        for_each_row_mut(&mut out, n, |i, row| {
+            let xr = &x[i * n..(i + 1) * n];
+            simd::vectorized(
+                #[inline(always)]
+                || {
+                    let m = simd::max(xr);
+                    let lse = if m.is_finite() {
+                        m + simd::sum_exp_shift(xr, m).ln()
+                    } else {
+                        logsumexp_row(xr)
+                    };
+                    for (o, &v) in row.iter_mut().zip(xr) {
+                        *o = v - lse;
+                    }
+                },
+            )
         });
         Tensor::from_parts(out, self.shape().clone())
     }

@@ -156,3 +156,83 @@ fn special_values_exactly() {
     assert!(log[3].is_nan());
     assert!(log1p[3].is_nan());
 }
+
+/// f32 softmax and log_softmax (SIMD row kernels) against f64, on rows of
+/// every length up to past two 64-lane chunks; rows whose max is not
+/// finite give what the scalar reference row kernel gives.
+#[test]
+fn softmax_and_log_softmax_rows() {
+    for n in [1usize, 7, 63, 64, 65, 200] {
+        let x = Tensor::<f32>::randn([5, n], 0.0, 8.0, n as u64).unwrap();
+        let want = x.cast::<f64>().softmax();
+        let want_log = x.cast::<f64>().log_softmax();
+        let (got, got_log) = (x.softmax(), x.log_softmax());
+        let scale = x
+            .as_slice()
+            .iter()
+            .fold(0.0f64, |a, v| a.max(f64::from(v.abs())));
+        for ((g, w), (gl, wl)) in got
+            .as_slice()
+            .iter()
+            .zip(want.as_slice())
+            .zip(got_log.as_slice().iter().zip(want_log.as_slice()))
+        {
+            // probabilities below f32's normal range may flush to 0; above
+            // it, e^(x − max) carries the rounding of its argument, ~|ln w|·ε
+            if *w >= f64::from(f32::MIN_POSITIVE) {
+                let bound = (4.0 + 2.0 * w.ln().abs()) * f64::from(f32::EPSILON) * w;
+                assert!(
+                    (f64::from(*g) - w).abs() <= bound,
+                    "softmax n={n}: {g} vs {w}"
+                );
+            }
+            // x − lse: the rounding of terms as large as the logits
+            let log_bound = 4.0 * f64::from(f32::EPSILON) * (1.0 + scale + wl.abs());
+            assert!(
+                (f64::from(*gl) - wl).abs() <= log_bound,
+                "log_softmax n={n}: {gl} vs {wl}"
+            );
+        }
+    }
+    let odd = vec![
+        f32::NAN,
+        1.0,
+        2.0,
+        f32::INFINITY,
+        1.0,
+        2.0,
+        f32::NEG_INFINITY,
+        f32::NEG_INFINITY,
+        f32::NEG_INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        1.0,
+    ];
+    let t = Tensor::from_vec(odd.clone(), [4, 3]).unwrap();
+    let mut want = odd.clone();
+    for row in want.chunks_mut(3) {
+        lossgraph_tensor::softmax_row(row);
+    }
+    let same = |a: &[f32], b: &[f32]| {
+        a.iter().zip(b).all(|(x, y)| {
+            x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()) || (x - y).abs() <= 1e-7
+        })
+    };
+    assert!(
+        same(t.softmax().as_slice(), &want),
+        "{:?} vs {want:?}",
+        t.softmax().as_slice()
+    );
+    let logs: Vec<f32> = odd
+        .chunks(3)
+        .flat_map(|r| {
+            let lse = lossgraph_tensor::logsumexp_row(r);
+            r.iter().map(move |v| v - lse).collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        same(t.log_softmax().as_slice(), &logs),
+        "{:?} vs {logs:?}",
+        t.log_softmax().as_slice()
+    );
+}
