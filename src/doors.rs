@@ -529,7 +529,12 @@ pub fn cli_args(data: &[u8]) -> Option<(crate::cli::CommandKind, bool)> {
             }
         }
     }
-    let scratch = std::env::temp_dir().join(format!("lossgraph-cli-door-{}", std::process::id()));
+    // a folder of its own per call: drivers run harnesses on several
+    // threads of one process at once, and each call removes its folder
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scratch =
+        std::env::temp_dir().join(format!("lossgraph-cli-door-{}-{call}", std::process::id()));
     if command == "plot" {
         let ext = r.pick(&["svg", "png", "txt"]);
         args.push("--out".into());
