@@ -14,29 +14,43 @@ impl<T: Float> Tensor<T> {
     /// is not finite (a NaN, an infinity, all −∞) takes [`softmax_row`],
     /// whose IEEE behaviour there is the reference.
     pub fn softmax(&self) -> Tensor<T> {
-        let n = self.shape().last_dim();
-        let x = self.as_slice();
-        let mut out = vec![T::zero(); x.len()];
-        for_each_row_mut(&mut out, n, |i, row| {
-            let xr = &x[i * n..(i + 1) * n];
-            simd::vectorized(
-                #[inline(always)]
-                || {
-                    let m = simd::max(xr);
-                    if !m.is_finite() {
-                        row.copy_from_slice(xr);
-                        return softmax_row(row);
-                    }
-                    let inv = T::one() / simd::exp_shift_sum(xr, m, row);
-                    row.iter_mut().for_each(|v| *v *= inv);
-                },
-            )
-        });
-        Tensor::from_parts(out, self.shape().clone())
+        self.map_last_axis(
+            #[inline(always)]
+            |xr, row| {
+                let m = simd::max(xr);
+                if !m.is_finite() {
+                    row.copy_from_slice(xr);
+                    return softmax_row(row);
+                }
+                let inv = T::one() / simd::exp_shift_sum(xr, m, row);
+                row.iter_mut().for_each(|v| *v *= inv);
+            },
+        )
     }
     /// `log softmax(x)` along the last axis: `x − max − log Σ e^(x − max)`,
     /// through the SIMD row kernels as [`Tensor::softmax`].
     pub fn log_softmax(&self) -> Tensor<T> {
+        self.map_last_axis(
+            #[inline(always)]
+            |xr, row| {
+                let m = simd::max(xr);
+                let lse = if m.is_finite() {
+                    m + simd::sum_exp_shift(xr, m).ln()
+                } else {
+                    logsumexp_row(xr)
+                };
+                for (o, &v) in row.iter_mut().zip(xr) {
+                    *o = v - lse;
+                }
+            },
+        )
+    }
+
+    /// A tensor of this shape whose rows along the last axis are written by
+    /// `f(input_row, output_row)`, compiled for the widest instruction set
+    /// ([`simd::vectorized`]; mark `f` `#[inline(always)]`), rows in
+    /// parallel when the tensor is large.
+    fn map_last_axis(&self, f: impl Fn(&[T], &mut [T]) + Sync) -> Tensor<T> {
         let n = self.shape().last_dim();
         let x = self.as_slice();
         let mut out = vec![T::zero(); x.len()];
@@ -44,17 +58,7 @@ impl<T: Float> Tensor<T> {
             let xr = &x[i * n..(i + 1) * n];
             simd::vectorized(
                 #[inline(always)]
-                || {
-                    let m = simd::max(xr);
-                    let lse = if m.is_finite() {
-                        m + simd::sum_exp_shift(xr, m).ln()
-                    } else {
-                        logsumexp_row(xr)
-                    };
-                    for (o, &v) in row.iter_mut().zip(xr) {
-                        *o = v - lse;
-                    }
-                },
+                || f(xr, row),
             )
         });
         Tensor::from_parts(out, self.shape().clone())

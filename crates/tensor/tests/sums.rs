@@ -136,19 +136,8 @@ fn f32_sums_and_means_of_10m_elements_are_within_an_ulp_or_two() {
 #[test]
 fn f64_sums_of_10m_elements_are_accurate() {
     let data: Vec<f64> = mixed(N).into_iter().map(|v| f64::from(v) + 0.1).collect();
-    let (mut s, mut c) = (0.0f64, 0.0f64);
-    let mut abs = 0.0f64;
-    for &v in &data {
-        let t = s + v;
-        c += if s.abs() >= v.abs() {
-            (s - t) + v
-        } else {
-            (v - t) + s
-        };
-        s = t;
-        abs += v.abs();
-    }
-    let want = s + c;
+    let want = compensated(data.iter().copied());
+    let abs: f64 = data.iter().map(|v| v.abs()).sum();
     let t = Tensor::from_vec(data, [N]).unwrap();
     let got = t.sum_all().item().unwrap();
     // the tree's bound: (64 + log2(N / 4096) + 1)·ε·Σ|x|
