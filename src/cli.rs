@@ -17,7 +17,13 @@ mod gradcheck;
 mod plot;
 
 use clap::{Parser, Subcommand};
-use std::process::ExitCode;
+
+/// Exit code of a command that did what it was asked.
+pub const SUCCESS: u8 = 0;
+/// Exit code of a command whose check failed (a gradient, a case).
+pub const FAILURE: u8 = 1;
+/// Exit code of a command given bad arguments or unreadable input.
+pub const USAGE: u8 = 2;
 
 /// lossgraph: every loss function is a graph op.
 #[derive(Parser)]
@@ -77,7 +83,7 @@ struct ConformanceArgs {
     dir: Option<std::path::PathBuf>,
 }
 
-fn conformance(args: ConformanceArgs) -> ExitCode {
+fn conformance(args: ConformanceArgs) -> u8 {
     use crate::losses::conformance::{load_dir, print_report, run_all};
     let dir = args.dir.unwrap_or_else(|| {
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crates/losses/tests/conformance")
@@ -86,19 +92,20 @@ fn conformance(args: ConformanceArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("lossgraph conformance: {e}");
-            return ExitCode::from(2);
+            return USAGE;
         }
     };
     if print_report(&run_all(&cases)) {
-        ExitCode::SUCCESS
+        SUCCESS
     } else {
-        ExitCode::FAILURE
+        FAILURE
     }
 }
 
 /// Run a parsed command line; its messages go to stdout and stderr, and the
-/// exit code says how it went (0 success, 1 a failed check, 2 bad usage).
-pub fn run(cli: Cli) -> ExitCode {
+/// returned exit code says how it went ([`SUCCESS`], [`FAILURE`] or
+/// [`USAGE`]).
+pub fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Gradcheck(a) => gradcheck::run(a),
         Command::Conformance(a) => conformance(a),

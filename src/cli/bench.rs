@@ -5,12 +5,12 @@
 //! `cargo bench --bench losses`; the timing loop, peaks and table are here.
 
 use super::alloc::peak_during;
+use super::{FAILURE, SUCCESS, USAGE};
 use crate::bench_cases::{default_specs, prepare, run_once, Prepared, Spec};
 use crate::losses::catalog::describe;
 use crate::losses::registry::{Call, Flavor};
 use crate::tensor::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 /// Benchmark every loss: fused op vs naive twin, forward + backward.
@@ -197,7 +197,7 @@ fn header(allocator: &str, max_reps: usize, warm_each: bool) -> String {
     )
 }
 
-pub fn run(args: Args) -> ExitCode {
+pub fn run(args: Args) -> u8 {
     let specs: Vec<Spec> = default_specs()
         .into_iter()
         .filter(|s| args.op.as_deref().is_none_or(|o| o == s.op))
@@ -207,7 +207,7 @@ pub fn run(args: Args) -> ExitCode {
             "lossgraph bench: no benchmark for op {:?}",
             args.op.unwrap_or_default()
         );
-        return ExitCode::from(2);
+        return USAGE;
     }
     let mut allocator = String::from("system");
     if args.retain_heap {
@@ -298,12 +298,12 @@ pub fn run(args: Args) -> ExitCode {
         let text = serde_json::to_string_pretty(&v).unwrap_or_default();
         if let Err(e) = std::fs::write(path, text) {
             eprintln!("lossgraph bench: cannot write {}: {e}", path.display());
-            return ExitCode::FAILURE;
+            return FAILURE;
         }
     }
     if failed {
-        ExitCode::FAILURE
+        FAILURE
     } else {
-        ExitCode::SUCCESS
+        SUCCESS
     }
 }

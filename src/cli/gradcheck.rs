@@ -1,12 +1,12 @@
 //! `lossgraph gradcheck`: finite-difference checks of each fused op and its
 //! naive twin, over the op's option families, on random inputs.
 
+use super::{FAILURE, SUCCESS, USAGE};
 use crate::autodiff::{gradcheck, GradcheckOptions, Tape, Var};
 use crate::losses::catalog::{call, describe, label_inputs, option_families, Size, CATALOG};
 use crate::losses::registry::{build_from_vars, real_inputs, Call, Flavor, InputValue};
 use crate::tensor::{Float, Tensor};
 use std::collections::BTreeMap;
-use std::process::ExitCode;
 
 /// Check gradients of loss ops against central finite differences.
 ///
@@ -85,7 +85,7 @@ fn check_one<T: Float>(
     Ok((r.max_abs_err, r.max_rel_err, r.passed()))
 }
 
-pub fn run(args: Args) -> ExitCode {
+pub fn run(args: Args) -> u8 {
     let ops: Vec<String> = if args.all {
         CATALOG.iter().map(|o| o.name.to_string()).collect()
     } else {
@@ -93,7 +93,7 @@ pub fn run(args: Args) -> ExitCode {
     };
     if ops.is_empty() {
         eprintln!("lossgraph gradcheck: name one or more ops, or --all");
-        return ExitCode::from(2);
+        return USAGE;
     }
     if let Some(bad) = ops
         .iter()
@@ -104,7 +104,7 @@ pub fn run(args: Args) -> ExitCode {
             "lossgraph gradcheck: unknown op {bad:?}; the ops are: {}",
             names.join(", ")
         );
-        return ExitCode::from(2);
+        return USAGE;
     }
     let opts = if args.dtype == "f32" {
         GradcheckOptions::for_f32()
@@ -179,8 +179,8 @@ pub fn run(args: Args) -> ExitCode {
         failed
     );
     if failed > 0 {
-        ExitCode::FAILURE
+        FAILURE
     } else {
-        ExitCode::SUCCESS
+        SUCCESS
     }
 }

@@ -11,12 +11,12 @@ mod presets;
 mod sweep;
 mod wire;
 
+use super::{SUCCESS, USAGE};
 use crate::losses::catalog::CATALOG;
 use crate::losses::registry::OptValue;
 use draw::{Figure, Layout};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use sweep::{axis_of, eval, sweep_figure, Curve, Sweep};
 use wire::Axis;
 
@@ -412,7 +412,7 @@ fn figure(args: &Args) -> R<Figure> {
     Ok(fig)
 }
 
-pub fn run(args: Args) -> ExitCode {
+pub fn run(args: Args) -> u8 {
     let size = match args.size.as_deref().map(parse_size).transpose() {
         Ok(s) => s.unwrap_or(match args.layout {
             Layout::Stacked => (960, 860),
@@ -420,7 +420,7 @@ pub fn run(args: Args) -> ExitCode {
         }),
         Err(e) => {
             eprintln!("lossgraph plot: {e}");
-            return ExitCode::from(2);
+            return USAGE;
         }
     };
     let res = figure(&args).and_then(|fig| {
@@ -431,11 +431,11 @@ pub fn run(args: Args) -> ExitCode {
         Ok(n) => {
             let curves = if n == 1 { "curve" } else { "curves" };
             println!("wrote {} ({n} {curves})", args.out.display());
-            ExitCode::SUCCESS
+            SUCCESS
         }
         Err(e) => {
             eprintln!("lossgraph plot: {e}");
-            ExitCode::from(2)
+            USAGE
         }
     }
 }

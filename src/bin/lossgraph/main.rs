@@ -11,5 +11,5 @@ use std::process::ExitCode;
 static ALLOC: CountingAlloc = CountingAlloc;
 
 fn main() -> ExitCode {
-    run(Cli::parse())
+    ExitCode::from(run(Cli::parse()))
 }
