@@ -26,10 +26,12 @@ use std::time::{Duration, Instant};
 /// Threads: rayon's default (all cores) unless RAYON_NUM_THREADS is set.
 /// Kernels: the widest of AVX-512 / AVX2 / baseline this CPU has.
 ///
-/// By default the system allocator runs as is, so fresh output buffers pay
-/// their page faults (glibc returns blocks of 32 MiB and more to the kernel
-/// on free); --retain-heap keeps freed memory for reuse, as a caching
-/// allocator would, to show the kernels' own cost. --huge-pages backs blocks
+/// By default the run is what a program of your own gets: the system
+/// allocator, with the tensor buffer pool on (large buffers a step frees are
+/// reused by the next; LOSSGRAPH_POOL=off turns it off, and then fresh
+/// output buffers pay their page faults each repetition). --retain-heap
+/// keeps all freed memory in glibc's heap instead, a diagnostic of the
+/// kernels' own cost. --huge-pages backs blocks
 /// of 2 MiB and more with transparent huge pages (Linux), which makes both
 /// page faults and TLB misses rarer on large tensors; a program of your own
 /// gets the same from glibc with GLIBC_TUNABLES=glibc.malloc.hugetlb=1.
@@ -138,6 +140,9 @@ fn summary(mut times: Vec<f64>) -> Timing {
 }
 
 fn peak(c: &Call, flavor: Flavor, inputs: &[(String, Tensor<f32>)]) -> Result<Peak, String> {
+    // from an empty buffer pool: the run's buffers count as it makes them,
+    // and those it frees into the pool stay counted (the pool holds them)
+    crate::tensor::pool::release();
     let (r, total) = peak_during(|| run_once(c, flavor, inputs));
     let grads = r?;
     Ok(Peak {
@@ -209,7 +214,10 @@ pub fn run(args: Args) -> u8 {
         );
         return USAGE;
     }
-    let mut allocator = String::from("system");
+    let mut allocator = match crate::tensor::pool::cap_bytes() {
+        0 => String::from("system, buffer pool off"),
+        cap => format!("system + buffer pool (cap {})", mib(cap)),
+    };
     if args.retain_heap {
         if super::alloc::retain_heap() {
             allocator.push_str(", freed memory retained (--retain-heap)");

@@ -4,7 +4,7 @@
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Tape, Var};
 use lossgraph_tensor::parallel::PAR_THRESHOLD;
 use lossgraph_tensor::simd::{self, vectorized};
-use lossgraph_tensor::{Error, Float, Shape, Tensor};
+use lossgraph_tensor::{Element, Error, Float, Shape, Tensor};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -265,9 +265,11 @@ fn split_chunks<T>(o: Option<&mut [T]>, n: usize) -> Vec<Option<&mut [T]>> {
 
 /// A vector of `n` elements to be written once through
 /// [`Vec::spare_capacity_mut`] (no zero fill first: a fresh output is
-/// written once, not twice); [`filled`] sets its length afterwards.
-pub(crate) fn unfilled<T>(n: usize) -> Vec<T> {
-    Vec::with_capacity(n)
+/// written once, not twice); [`filled`] sets its length afterwards. The
+/// room comes from the tensor buffer pool, so a training loop reuses the
+/// last step's buffer instead of faulting in fresh pages.
+pub(crate) fn unfilled<T: Element>(n: usize) -> Vec<T> {
+    lossgraph_tensor::pool::take_empty(n)
 }
 
 /// The first `n` uninitialised slots of `v` (from [`unfilled`]).
@@ -433,7 +435,7 @@ fn grad_loop_u<T: Float>(
 /// written once by `fill` through their uninitialised slots (which must
 /// write every slot of each present buffer); returns what `fill` returned
 /// and the buffers.
-pub(crate) fn fill_two_grads<T, R>(
+pub(crate) fn fill_two_grads<T: Element, R>(
     n: usize,
     need: &[bool],
     fill: impl FnOnce(Option<&mut [MaybeUninit<T>]>, Option<&mut [MaybeUninit<T>]>) -> R,

@@ -6,12 +6,17 @@
 //! and reserve with `try_reserve_exact`, so the caller gets an error instead.
 
 use crate::error::{Error, Result};
+use crate::float::Element;
 use crate::shape::Shape;
 
 /// An empty vector with room for exactly the elements of `shape`, or an
 /// error naming `op` and the shape.
-pub(crate) fn try_with_capacity<T>(op: &str, shape: &Shape) -> Result<Vec<T>> {
+pub(crate) fn try_with_capacity<T: Element>(op: &str, shape: &Shape) -> Result<Vec<T>> {
     let n = shape.checked_numel(op)?;
+    if let Some(mut v) = crate::pool::reuse(n) {
+        v.clear();
+        return Ok(v);
+    }
     // `n` is the shape's true count here, so the message's product is exact
     let mut out = Vec::new();
     out.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
@@ -23,7 +28,7 @@ pub(crate) fn try_with_capacity<T>(op: &str, shape: &Shape) -> Result<Vec<T>> {
 }
 
 /// A buffer of `shape`'s element count filled with `v`.
-pub(crate) fn try_filled<T: Clone>(op: &str, shape: &Shape, v: T) -> Result<Vec<T>> {
+pub(crate) fn try_filled<T: Element>(op: &str, shape: &Shape, v: T) -> Result<Vec<T>> {
     let mut out = try_with_capacity(op, shape)?;
     // `try_with_capacity` checked the count, so `numel` cannot wrap here
     out.resize(shape.numel(), v);

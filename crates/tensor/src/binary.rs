@@ -58,7 +58,7 @@ fn rows_zip<T: Element, U: Element>(
     if n == 0 {
         return None;
     }
-    let mut out = Vec::with_capacity(n);
+    let mut out = crate::pool::take_empty(n);
     if a.shape() == out_shape
         && !core_dims(b.shape()).is_empty()
         && a.dims().ends_with(core_dims(b.shape()))
@@ -83,7 +83,7 @@ fn rows_zip<T: Element, U: Element>(
 
 /// Walk `out_shape` in row-major order, reading `a` and `b` through strides.
 /// The innermost axis is a tight loop; the outer axes advance a counter.
-fn strided_zip<T: Copy, U>(
+fn strided_zip<T: Copy, U: Element>(
     out_shape: &Shape,
     a: &[T],
     sa: &[usize],
@@ -93,7 +93,7 @@ fn strided_zip<T: Copy, U>(
 ) -> Vec<U> {
     let dims = out_shape.dims();
     let n = out_shape.numel();
-    let mut out = Vec::with_capacity(n);
+    let mut out = crate::pool::take_empty(n);
     if n == 0 {
         return out;
     }
@@ -180,12 +180,13 @@ impl<T: Float> Tensor<T> {
         let c = cond.broadcast_to(&shape)?;
         let a = a.broadcast_to(&shape)?;
         let b = b.broadcast_to(&shape)?;
-        let data = c
-            .as_slice()
-            .iter()
-            .zip(a.as_slice().iter().zip(b.as_slice()))
-            .map(|(&c, (&x, &y))| if c != T::zero() { x } else { y })
-            .collect();
+        let mut data = crate::pool::take_empty(shape.numel());
+        data.extend(
+            c.as_slice()
+                .iter()
+                .zip(a.as_slice().iter().zip(b.as_slice()))
+                .map(|(&c, (&x, &y))| if c != T::zero() { x } else { y }),
+        );
         Ok(Tensor::from_parts(data, shape))
     }
 
@@ -210,14 +211,14 @@ impl<T: Float> Tensor<T> {
         let kept: usize = shape.numel();
         let trailing = self.dims().ends_with(core_dims(shape));
         if trailing && kept > 0 {
-            let mut out = vec![T::zero(); kept];
+            let mut out = crate::pool::take_zeroed(kept);
             for row in self.as_slice().chunks(kept) {
                 out.iter_mut().zip(row).for_each(|(o, &v)| *o += v);
             }
             return Tensor::from_vec(out, shape.clone());
         }
         let strides = broadcast_strides(shape, self.shape());
-        let mut out = vec![T::zero(); shape.numel()];
+        let mut out = crate::pool::take_zeroed(shape.numel());
         let dims = self.dims();
         let nd = dims.len();
         let mut idx = vec![0usize; nd];

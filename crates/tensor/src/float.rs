@@ -27,16 +27,32 @@ impl Display for DType {
 pub trait Element: Copy + Send + Sync + Debug + PartialEq + Default + 'static {
     /// The element type's name.
     const DTYPE: DType;
+    /// A value that marks an element no kernel has written yet: debug
+    /// builds fill reused buffers with it ([`crate::pool::take`]), so a
+    /// kernel that skips an element gives NaN (or `i64::MIN`) in tests
+    /// instead of the last step's value.
+    fn poison() -> Self {
+        Self::default()
+    }
 }
 
 impl Element for f32 {
     const DTYPE: DType = DType::F32;
+    fn poison() -> Self {
+        f32::NAN
+    }
 }
 impl Element for f64 {
     const DTYPE: DType = DType::F64;
+    fn poison() -> Self {
+        f64::NAN
+    }
 }
 impl Element for i64 {
     const DTYPE: DType = DType::I64;
+    fn poison() -> Self {
+        i64::MIN
+    }
 }
 
 /// A real element type: `f32` (training) or `f64` (gradcheck, conformance).

@@ -37,7 +37,7 @@ impl<T: Element> Tensor<T> {
         check_indices("gather", idx, self.dims()[axis])?;
         let xs = self.shape().strides();
         let id = idx.dims();
-        let mut out = Vec::with_capacity(idx.numel());
+        let mut out = crate::pool::take_empty(idx.numel());
         for_each_index(id, |pos, flat| {
             let mut off = 0;
             for (d, &p) in pos.iter().enumerate() {

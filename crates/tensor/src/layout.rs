@@ -95,7 +95,7 @@ impl<T: Element> Tensor<T> {
         let (r, c) = (self.dims()[nd - 2], self.dims()[nd - 1]);
         let batch = self.numel() / (r * c).max(1);
         let src = self.as_slice();
-        let mut out = vec![T::default(); self.numel()];
+        let mut out = crate::pool::take(self.numel());
         const TILE: usize = 32;
         for b in 0..batch {
             let (s, d) = (
@@ -173,7 +173,7 @@ impl<T: Element> Tensor<T> {
             ));
         }
         let x = self.as_slice();
-        let mut out = Vec::with_capacity(outer * len * inner);
+        let mut out = crate::pool::take_empty(outer * len * inner);
         for o in 0..outer {
             out.extend_from_slice(&x[(o * n + start) * inner..(o * n + start + len) * inner]);
         }

@@ -27,6 +27,7 @@ mod index;
 mod layout;
 mod linalg;
 pub mod parallel;
+pub mod pool;
 mod reduce;
 mod shape;
 pub mod simd;

@@ -1,6 +1,7 @@
 //! When to go parallel. Small kernels stay serial: rayon's fork/join costs
 //! microseconds, which is more than a few thousand flops.
 
+use crate::float::Element;
 use rayon::prelude::*;
 use std::cell::Cell;
 
@@ -9,13 +10,10 @@ pub const PAR_THRESHOLD: usize = 1 << 15;
 /// Chunk size for parallel elementwise work.
 pub const PAR_CHUNK: usize = 1 << 13;
 
-/// `out[i] = f(a[i])`, in parallel for large inputs.
-pub(crate) fn map<T: Copy + Sync, U: Send + Default + Clone>(
-    a: &[T],
-    f: impl Fn(T) -> U + Sync,
-) -> Vec<U> {
+/// `out[i] = f(a[i])`, in parallel for large inputs, into a pooled buffer.
+pub(crate) fn map<T: Copy + Sync, U: Element>(a: &[T], f: impl Fn(T) -> U + Sync) -> Vec<U> {
+    let mut out = crate::pool::take(a.len());
     if a.len() >= PAR_THRESHOLD {
-        let mut out = vec![U::default(); a.len()];
         out.par_chunks_mut(PAR_CHUNK)
             .zip(a.par_chunks(PAR_CHUNK))
             .for_each(|(o, x)| {
@@ -23,10 +21,12 @@ pub(crate) fn map<T: Copy + Sync, U: Send + Default + Clone>(
                     *o = f(x);
                 }
             });
-        out
     } else {
-        a.iter().map(|&x| f(x)).collect()
+        for (o, &x) in out.iter_mut().zip(a) {
+            *o = f(x);
+        }
     }
+    out
 }
 
 /// `out[i] = f(a[i])` like [`map`], with each chunk's loop compiled for the
@@ -34,7 +34,7 @@ pub(crate) fn map<T: Copy + Sync, U: Send + Default + Clone>(
 /// an `f` built from the branch-free polynomials (`Float::fast_exp` and
 /// kin), which then run 8 or 16 lanes at a time. Mark `f`
 /// `#[inline(always)]` so it is compiled inside the wrapper.
-pub(crate) fn map_vectorized<T: Copy + Sync, U: Send + Default + Clone>(
+pub(crate) fn map_vectorized<T: Copy + Sync, U: Element>(
     a: &[T],
     f: impl Fn(T) -> U + Sync,
 ) -> Vec<U> {
@@ -49,7 +49,7 @@ pub(crate) fn map_vectorized<T: Copy + Sync, U: Send + Default + Clone>(
             },
         )
     }
-    let mut out = vec![U::default(); a.len()];
+    let mut out = crate::pool::take(a.len());
     if a.len() >= PAR_THRESHOLD {
         out.par_chunks_mut(PAR_CHUNK)
             .zip(a.par_chunks(PAR_CHUNK))
@@ -60,26 +60,28 @@ pub(crate) fn map_vectorized<T: Copy + Sync, U: Send + Default + Clone>(
     out
 }
 
-/// `out[i] = f(a[i], b[i])` for equal-length slices, in parallel for large inputs.
-pub(crate) fn zip_map<T: Copy + Sync, U: Send + Default + Clone>(
+/// `out[i] = f(a[i], b[i])` for equal-length slices, in parallel for large
+/// inputs, into a pooled buffer.
+pub(crate) fn zip_map<T: Copy + Sync, U: Element>(
     a: &[T],
     b: &[T],
     f: impl Fn(T, T) -> U + Sync,
 ) -> Vec<U> {
     debug_assert_eq!(a.len(), b.len());
+    let mut out = crate::pool::take(a.len());
+    let run = |o: &mut [U], x: &[T], y: &[T]| {
+        for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+            *o = f(x, y);
+        }
+    };
     if a.len() >= PAR_THRESHOLD {
-        let mut out = vec![U::default(); a.len()];
         out.par_chunks_mut(PAR_CHUNK)
             .zip(a.par_chunks(PAR_CHUNK).zip(b.par_chunks(PAR_CHUNK)))
-            .for_each(|(o, (x, y))| {
-                for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
-                    *o = f(x, y);
-                }
-            });
-        out
+            .for_each(|(o, (x, y))| run(o, x, y));
     } else {
-        a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
+        run(&mut out, a, b);
     }
+    out
 }
 
 /// Run `f(row_index, row)` over the rows of a row-major buffer, in parallel

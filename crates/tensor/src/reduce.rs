@@ -229,7 +229,7 @@ impl<T: Float> Tensor<T> {
         let (outer, len, inner) = self.shape().split_at_axis(axis);
         let x = self.as_slice();
         let ms = m.as_slice();
-        let mut out = Vec::with_capacity(outer * inner);
+        let mut out = crate::pool::take_empty(outer * inner);
         for o in 0..outer {
             for i in 0..inner {
                 let mx = ms[o * inner + i];

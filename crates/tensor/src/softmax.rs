@@ -53,7 +53,7 @@ impl<T: Float> Tensor<T> {
     fn map_last_axis(&self, f: impl Fn(&[T], &mut [T]) + Sync) -> Tensor<T> {
         let n = self.shape().last_dim();
         let x = self.as_slice();
-        let mut out = vec![T::zero(); x.len()];
+        let mut out = crate::pool::take(x.len());
         for_each_row_mut(&mut out, n, |i, row| {
             let xr = &x[i * n..(i + 1) * n];
             simd::vectorized(

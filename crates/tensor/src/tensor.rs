@@ -1,4 +1,6 @@
 //! [`Tensor`]: contiguous row-major storage shared behind an `Arc`, plus a shape.
+//! The storage gives its buffer to the [`crate::pool`] when the last tensor
+//! holding it drops.
 
 use crate::error::{Error, Result};
 use crate::float::{Element, Float};
@@ -15,8 +17,47 @@ use std::sync::Arc;
 /// output (or mutate in place only when the storage is not shared).
 #[derive(Clone)]
 pub struct Tensor<T> {
-    data: Arc<Vec<T>>,
+    data: Arc<Storage<T>>,
     shape: Shape,
+}
+
+/// A tensor's buffer, which goes back to the [`crate::pool`] when dropped.
+/// `recycle` is [`crate::pool::recycle`] for `T` (a function pointer, so
+/// `Tensor<T>` itself needs no bound on `T`).
+struct Storage<T> {
+    buf: Vec<T>,
+    recycle: fn(Vec<T>),
+}
+
+impl<T: Element> Storage<T> {
+    fn new(buf: Vec<T>) -> Self {
+        Storage {
+            buf,
+            recycle: crate::pool::recycle::<T>,
+        }
+    }
+}
+
+impl<T> Drop for Storage<T> {
+    fn drop(&mut self) {
+        (self.recycle)(std::mem::take(&mut self.buf));
+    }
+}
+
+/// A copy (for copy-on-write through [`Tensor::make_mut`]) into a pooled buffer.
+impl<T: Element> Clone for Storage<T> {
+    fn clone(&self) -> Self {
+        let mut buf = crate::pool::take_empty(self.buf.len());
+        buf.extend_from_slice(&self.buf);
+        Storage::new(buf)
+    }
+}
+
+impl<T> std::ops::Deref for Storage<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.buf
+    }
 }
 
 /// Integer tensors hold class ids and indices.
@@ -50,7 +91,7 @@ impl<T: Element> Tensor<T> {
             ));
         }
         Ok(Tensor {
-            data: Arc::new(data),
+            data: Arc::new(Storage::new(data)),
             shape,
         })
     }
@@ -59,7 +100,7 @@ impl<T: Element> Tensor<T> {
     pub(crate) fn from_parts(data: Vec<T>, shape: Shape) -> Self {
         debug_assert_eq!(shape.numel(), data.len());
         Tensor {
-            data: Arc::new(data),
+            data: Arc::new(Storage::new(data)),
             shape,
         }
     }
@@ -101,7 +142,9 @@ impl<T: Element> Tensor<T> {
     /// A tensor shaped like `self` with every element `v`. Infallible in the
     /// element count: `self`'s shape already holds a buffer.
     pub fn full_like(&self, v: T) -> Self {
-        Self::from_parts(vec![v; self.numel()], self.shape.clone())
+        let mut buf = crate::pool::take_empty(self.numel());
+        buf.resize(self.numel(), v);
+        Self::from_parts(buf, self.shape.clone())
     }
 
     /// The shape.
@@ -130,11 +173,15 @@ impl<T: Element> Tensor<T> {
     }
     /// The elements, taking the storage without a copy when it is not shared.
     pub fn into_vec(self) -> Vec<T> {
-        Arc::try_unwrap(self.data).unwrap_or_else(|a| a.to_vec())
+        match Arc::try_unwrap(self.data) {
+            // the buffer leaves the tensor, and so the pool's reach
+            Ok(mut storage) => std::mem::take(&mut storage.buf),
+            Err(shared) => shared.to_vec(),
+        }
     }
     /// Mutable access to the elements, copying the storage first if it is shared.
     pub fn make_mut(&mut self) -> &mut [T] {
-        Arc::make_mut(&mut self.data).as_mut_slice()
+        Arc::make_mut(&mut self.data).buf.as_mut_slice()
     }
     /// Whether two tensors share one storage (no copy was made between them).
     pub fn shares_storage(&self, other: &Tensor<T>) -> bool {
@@ -334,6 +381,6 @@ impl<T: Element> fmt::Debug for Tensor<T> {
 
 impl<T: Element> PartialEq for Tensor<T> {
     fn eq(&self, other: &Self) -> bool {
-        self.shape == other.shape && self.data == other.data
+        self.shape == other.shape && self.as_slice() == other.as_slice()
     }
 }

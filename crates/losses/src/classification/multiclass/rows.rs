@@ -234,7 +234,7 @@ pub(crate) fn grad_rows<T: Float>(
     classes: usize,
     f: impl Fn(usize, &mut [T]) + Sync,
 ) -> Result<Tensor<T>> {
-    let mut buf = vec![T::zero(); shape.numel()];
+    let mut buf = lossgraph_tensor::pool::take_zeroed(shape.numel());
     for_each_row_mut(&mut buf, classes, f);
     Ok(Tensor::from_vec(buf, shape)?)
 }
