@@ -6,6 +6,12 @@ Only the inputs that `lossgraph bench` differentiates require a gradient
 targets are data. Median of `--reps` timed runs after two warm-ups.
 
     python benches/pytorch_reference.py --json torch.json
+    python benches/pytorch_reference.py --primitives --json torch_prims.json
+
+`--primitives` times the primitive ops of `lossgraph bench --primitives`
+instead (src/bench_primitives.rs: the same names, shapes and inputs' ranges),
+each forward alone and the forward + backward chains; pass its JSON to
+`lossgraph bench --primitives --torch FILE` to see the two side by side.
 
 Needs only `torch` (any recent CPU build).
 """
@@ -78,16 +84,85 @@ def cases():
     ]
 
 
+def primitive_cases():
+    """The cases of src/bench_primitives.rs, by the same names."""
+    a = torch.randn(*M4)
+    b = torch.randn(*M4)
+    pos = torch.rand(*M4) + 0.5
+    row = torch.randn(1024)
+    col = torch.randn(4096, 1)
+    z = torch.randn(1024, 32000) * 3.0
+    w = torch.randn(1024, 32000)
+    rows = (torch.arange(4096) * 2654435761) % 4096
+    ids = ((torch.arange(1024) * 40503) % 32000).unsqueeze(1)
+
+    def fwd(f, *xs):
+        # leaves that require a gradient, as on lossgraph's tape; the
+        # output is dropped after each run
+        leaves = [x.clone().requires_grad_() for x in xs]
+        return lambda: f(*leaves)
+
+    def chain(f, *xs):
+        leaves = [x.clone().requires_grad_() for x in xs]
+        return step(leaves, lambda: f(*leaves))
+
+    return [
+        ("neg", fwd(torch.neg, a)),
+        ("abs", fwd(torch.abs, a)),
+        ("sign", fwd(torch.sign, a)),
+        ("relu", fwd(torch.relu, a)),
+        ("square", fwd(torch.square, a)),
+        ("exp", fwd(torch.exp, a)),
+        ("expm1", fwd(torch.expm1, a)),
+        ("log", fwd(torch.log, pos)),
+        ("log1p", fwd(torch.log1p, pos)),
+        ("sqrt", fwd(torch.sqrt, pos)),
+        ("powf", fwd(lambda x: x.pow(1.5), pos)),
+        ("tanh", fwd(torch.tanh, a)),
+        ("sigmoid", fwd(torch.sigmoid, a)),
+        ("clamp", fwd(lambda x: x.clamp(-1.0, 1.0), a)),
+        ("add", fwd(torch.add, a, b)),
+        ("sub", fwd(torch.sub, a, b)),
+        ("mul", fwd(torch.mul, a, b)),
+        ("div", fwd(torch.div, a, pos)),
+        ("maximum", fwd(torch.maximum, a, b)),
+        ("gt", fwd(lambda x, y: (x > y).float(), a, b)),
+        ("add_row_broadcast", fwd(torch.add, a, row)),
+        ("add_col_broadcast", fwd(torch.add, a, col)),
+        ("sum_all", fwd(torch.sum, a)),
+        ("mean_all", fwd(torch.mean, a)),
+        ("sum_axis0", fwd(lambda x: x.sum(0), a)),
+        ("sum_axis1", fwd(lambda x: x.sum(1), a)),
+        ("max_axis1", fwd(lambda x: x.max(1).values, a)),
+        ("logsumexp_axis1", fwd(lambda x: x.logsumexp(1), a)),
+        ("argmax_axis1", fwd(lambda x: x.argmax(1), a)),
+        ("softmax", fwd(lambda x: x.softmax(1), z)),
+        ("log_softmax", fwd(lambda x: x.log_softmax(1), z)),
+        ("index_select_rows", fwd(lambda x: x.index_select(0, rows), a)),
+        ("gather_class", fwd(lambda x: x.gather(1, ids), z)),
+        ("exp(a)*b sum, fwd+bwd", chain(lambda x, y: (x.exp() * y).sum(), a, b)),
+        ("tanh(a)^2 mean, fwd+bwd", chain(lambda x: x.tanh().square().mean(), a)),
+        ("log_softmax sum, fwd+bwd", chain(lambda x: x.log_softmax(1).sum(), z)),
+        ("gather_class sum, fwd+bwd", chain(lambda x: x.gather(1, ids).sum(), z)),
+        ("softmax*w sum, fwd+bwd", chain(lambda x, y: (x.softmax(1) * y).sum(), z, w)),
+    ]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", help="write the rows here")
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--primitives", action="store_true", help="the primitive ops instead")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rows = []
-    for op, shape, make, reps in cases():
+    if args.primitives:
+        todo = [(op, "", lambda run=run: run, None) for op, run in primitive_cases()]
+    else:
+        todo = cases()
+    for op, shape, make, reps in todo:
         run = make()
         for _ in range(2):
             run()

@@ -10,6 +10,7 @@ pub use lossgraph_nn as nn;
 pub use lossgraph_tensor as tensor;
 
 pub mod bench_cases;
+pub mod bench_primitives;
 pub mod cli;
 pub mod doors;
 

@@ -4,6 +4,8 @@
 //! and the run itself are `crate::bench_cases`, shared with
 //! `cargo bench --bench losses`; the timing loop, peaks and table are here.
 
+mod primitives;
+
 use super::alloc::peak_during;
 use super::{FAILURE, SUCCESS, USAGE};
 use crate::bench_cases::{default_specs, prepare, run_once, Prepared, Spec};
@@ -73,6 +75,16 @@ pub struct Args {
     /// whose write-back the next fused run would otherwise pay.
     #[arg(long)]
     warm_each: bool,
+    /// Time the tape primitives instead of the losses: each forward alone at
+    /// 4M f32 elements ([1024, 32000] for softmax rows), and forward +
+    /// backward chains (`lossgraph::bench_primitives`).
+    #[arg(long)]
+    primitives: bool,
+    /// With --primitives: a JSON file written by
+    /// `python benches/pytorch_reference.py --primitives --json FILE`, whose
+    /// times are printed beside ours with the ratio.
+    #[arg(long, requires = "primitives")]
+    torch: Option<std::path::PathBuf>,
 }
 
 /// A result row.
@@ -203,6 +215,9 @@ fn header(allocator: &str, max_reps: usize, warm_each: bool) -> String {
 }
 
 pub fn run(args: Args) -> u8 {
+    if args.primitives {
+        return primitives::run(&args);
+    }
     let specs: Vec<Spec> = default_specs()
         .into_iter()
         .filter(|s| args.op.as_deref().is_none_or(|o| o == s.op))

@@ -1,0 +1,115 @@
+//! `lossgraph bench --primitives`: the tape primitives' own times, beside
+//! PyTorch's when given its JSON (`benches/pytorch_reference.py
+//! --primitives`), so that one run on one machine shows the ratio.
+
+use super::{header, summary, Args, Timing};
+use crate::bench_primitives::{cases, inputs, Kind};
+use crate::cli::{FAILURE, SUCCESS};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// PyTorch's median and minimum ms per case name, from its JSON.
+fn torch_times(path: &std::path::Path) -> Result<BTreeMap<String, (f64, f64)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let rows = v["rows"]
+        .as_array()
+        .ok_or_else(|| format!("{}: no \"rows\" array", path.display()))?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let op = r["op"].as_str()?;
+            Some((
+                op.to_string(),
+                (r["torch_ms"].as_f64()?, r["torch_min_ms"].as_f64()?),
+            ))
+        })
+        .collect())
+}
+
+pub(super) fn run(args: &Args) -> u8 {
+    let torch = match args.torch.as_deref().map(torch_times).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("lossgraph bench: {e}");
+            return FAILURE;
+        }
+    };
+    let inputs = match inputs() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("lossgraph bench: cannot make the inputs: {e}");
+            return FAILURE;
+        }
+    };
+    let max_reps = args.reps.unwrap_or(if args.quick { 3 } else { 15 });
+    let allocator = match crate::tensor::pool::cap_bytes() {
+        0 => "system, buffer pool off".to_string(),
+        cap => format!("system + buffer pool (cap {})", super::mib(cap)),
+    };
+    println!("{}", header(&allocator, max_reps, false));
+    println!(
+        "{:<28} {:<26} {:>9} {:>9} {:>9} {:>8}",
+        "primitive", "shape (f32)", "ms", "min", "torch ms", "ratio"
+    );
+    let mut rows = Vec::new();
+    let mut failed = false;
+    for case in cases() {
+        let t = match time(|| (case.run)(&inputs), max_reps, args.reps.is_some()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{}: error: {e}", case.name);
+                failed = true;
+                continue;
+            }
+        };
+        let theirs = torch.as_ref().and_then(|m| m.get(case.name)).copied();
+        let (tm, ratio) = match theirs {
+            Some((ms, _)) => (format!("{ms:.3}"), format!("{:.2}x", t.median / ms)),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "{:<28} {:<26} {:>9.3} {:>9.3} {:>9} {:>8}",
+            case.name, case.shape, t.median, t.min, tm, ratio
+        );
+        rows.push(serde_json::json!({
+            "op": case.name, "shape": case.shape,
+            "kind": if case.kind == Kind::Forward { "forward" } else { "forward+backward" },
+            "ms": t.median, "min_ms": t.min, "reps": t.reps,
+            "torch_ms": theirs.map(|t| t.0),
+        }));
+    }
+    println!("ratio = our median / PyTorch's median (below 1: faster than PyTorch)");
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&rows).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("lossgraph bench: cannot write {}: {e}", path.display());
+            return FAILURE;
+        }
+    }
+    if failed {
+        FAILURE
+    } else {
+        SUCCESS
+    }
+}
+
+/// Median and minimum ms of up to `max_reps` runs within a 3 s budget (at
+/// least 3), after two untimed warm-ups; exactly `max_reps` when `exact`.
+fn time<E>(
+    mut f: impl FnMut() -> Result<(), E>,
+    max_reps: usize,
+    exact: bool,
+) -> Result<Timing, E> {
+    f()?;
+    f()?;
+    let (start, budget) = (Instant::now(), Duration::from_secs(3));
+    let mut times = Vec::new();
+    while times.len() < max_reps.max(1) && (times.len() < 3 || exact || start.elapsed() < budget) {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(summary(times))
+}
