@@ -46,8 +46,12 @@ fn core_dims(t: &Shape) -> &[usize] {
     &d[d.iter().position(|&x| x != 1).unwrap_or(d.len())..]
 }
 
-/// The fast path of [`broadcast_map`] when one input is a trailing block of
-/// the other (and of the output): `None` when it does not apply.
+/// The fast paths of [`broadcast_map`] when one input has the output's
+/// shape and the other repeats in blocks: a trailing block of it (a bias
+/// row added to every row), or a column (`[.., n, 1]` against `[.., n, m]`:
+/// one value per row). The output is written row by row, rows in parallel
+/// when large, each compiled for the widest instruction set. `None` when
+/// neither applies.
 fn rows_zip<T: Element, U: Element>(
     a: &Tensor<T>,
     b: &Tensor<T>,
@@ -58,24 +62,59 @@ fn rows_zip<T: Element, U: Element>(
     if n == 0 {
         return None;
     }
-    let mut out = crate::pool::take_empty(n);
-    if a.shape() == out_shape
-        && !core_dims(b.shape()).is_empty()
-        && a.dims().ends_with(core_dims(b.shape()))
-    {
-        let row = b.as_slice();
-        for chunk in a.as_slice().chunks(row.len()) {
-            out.extend(chunk.iter().zip(row).map(|(&x, &y)| f(x, y)));
-        }
-    } else if b.shape() == out_shape
-        && !core_dims(a.shape()).is_empty()
-        && b.dims().ends_with(core_dims(a.shape()))
-    {
-        let row = a.as_slice();
-        for chunk in b.as_slice().chunks(row.len()) {
-            out.extend(row.iter().zip(chunk).map(|(&x, &y)| f(x, y)));
-        }
+    let repeats = |big: &Tensor<T>, small: &Tensor<T>| {
+        big.shape() == out_shape
+            && !core_dims(small.shape()).is_empty()
+            && big.dims().ends_with(core_dims(small.shape()))
+    };
+    let column = |big: &Tensor<T>, small: &Tensor<T>| {
+        let (bd, sd) = (big.dims(), small.dims());
+        big.shape() == out_shape
+            && bd.len() == sd.len()
+            && sd.last() == Some(&1)
+            && bd[..bd.len() - 1] == sd[..sd.len() - 1]
+    };
+    let mut out = crate::pool::take(n);
+    let (x, y) = (a.as_slice(), b.as_slice());
+    /// `row(i, out_row)` for every row of `len`, each compiled for the
+    /// widest instruction set (generic, so that `row` is inlined there)
+    fn each_row<U: Send>(out: &mut [U], len: usize, row: impl Fn(usize, &mut [U]) + Sync) {
+        parallel::for_each_row_mut(out, len, |i, o| {
+            crate::simd::vectorized(
+                #[inline(always)]
+                || row(i, o),
+            )
+        })
+    }
+    if repeats(a, b) {
+        each_row(&mut out, y.len(), |i, o| {
+            let xr = &x[i * y.len()..][..y.len()];
+            o.iter_mut()
+                .zip(xr.iter().zip(y))
+                .for_each(|(o, (&x, &y))| *o = f(x, y));
+        });
+    } else if repeats(b, a) {
+        each_row(&mut out, x.len(), |i, o| {
+            let yr = &y[i * x.len()..][..x.len()];
+            o.iter_mut()
+                .zip(x.iter().zip(yr))
+                .for_each(|(o, (&x, &y))| *o = f(x, y));
+        });
+    } else if column(a, b) {
+        let m = out_shape.last_dim();
+        each_row(&mut out, m, |i, o| {
+            let (xr, y) = (&x[i * m..][..m], y[i]);
+            o.iter_mut().zip(xr).for_each(|(o, &x)| *o = f(x, y));
+        });
+    } else if column(b, a) {
+        let m = out_shape.last_dim();
+        each_row(&mut out, m, |i, o| {
+            let (x, yr) = (x[i], &y[i * m..][..m]);
+            o.iter_mut().zip(yr).for_each(|(o, &y)| *o = f(x, y));
+        });
     } else {
+        // the pooled buffer goes back unused
+        crate::pool::recycle(out);
         return None;
     }
     Some(Tensor::from_parts(out, out_shape.clone()))

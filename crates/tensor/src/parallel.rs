@@ -38,8 +38,7 @@ pub(crate) fn map_vectorized<T: Copy + Sync, U: Element>(
     a: &[T],
     f: impl Fn(T) -> U + Sync,
 ) -> Vec<U> {
-    #[inline(always)]
-    fn run<T: Copy, U>(o: &mut [U], x: &[T], f: &impl Fn(T) -> U) {
+    map_chunks(a, |x, o| {
         crate::simd::vectorized(
             #[inline(always)]
             || {
@@ -48,14 +47,23 @@ pub(crate) fn map_vectorized<T: Copy + Sync, U: Element>(
                 }
             },
         )
-    }
+    })
+}
+
+/// `f(input_chunk, output_chunk)` over fixed chunks of `a` and of a pooled
+/// output buffer of its length, in parallel for large inputs; `f` writes
+/// every element of its output chunk.
+pub(crate) fn map_chunks<T: Sync, U: Element>(
+    a: &[T],
+    f: impl Fn(&[T], &mut [U]) + Sync,
+) -> Vec<U> {
     let mut out = crate::pool::take(a.len());
     if a.len() >= PAR_THRESHOLD {
         out.par_chunks_mut(PAR_CHUNK)
             .zip(a.par_chunks(PAR_CHUNK))
-            .for_each(|(o, x)| run(o, x, &f));
+            .for_each(|(o, x)| f(x, o));
     } else {
-        run(&mut out, a, &f);
+        f(a, &mut out);
     }
     out
 }

@@ -104,16 +104,60 @@ impl<T: Float> Tensor<T> {
         // elements than the input holds: allocate the output fallibly
         let out_shape = self.shape().reduced(axis, keepdim);
         let mut out = crate::alloc::try_with_capacity(op, &out_shape)?;
-        for o in 0..outer {
-            for i in 0..inner {
-                let mut acc = init();
-                for k in 0..len {
-                    acc = f(acc, x[(o * len + k) * inner + i], k);
+        // one accumulator per output of a slab, the slab read row after row
+        // (contiguous), not one output's strided column at a time
+        if x.is_empty() {
+            // no element to read: every output (if any) is the empty reduction
+            out.extend((0..outer * inner).map(|_| finish(init(), len)));
+            return Ok(Tensor::from_parts(out, out_shape));
+        }
+        let mut acc = Vec::with_capacity(inner);
+        for slab in x.chunks(len * inner) {
+            acc.clear();
+            acc.extend((0..inner).map(|_| init()));
+            for (k, row) in slab.chunks(inner).enumerate() {
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a = f(*a, v, k);
                 }
-                out.push(finish(acc, len));
             }
+            out.extend(acc.drain(..).map(|a| finish(a, len)));
         }
         Ok(Tensor::from_parts(out, out_shape))
+    }
+
+    /// `row(x)` for each contiguous row along the last axis (the caller
+    /// checked that `axis` is the last one with a non-empty length), rows in
+    /// parallel when the tensor is large, each compiled for the widest
+    /// instruction set ([`simd::vectorized`]; mark `row` `#[inline(always)]`).
+    fn reduce_last_axis(
+        &self,
+        op: &str,
+        axis: usize,
+        keepdim: bool,
+        row: impl Fn(&[T]) -> T + Sync,
+    ) -> Result<Tensor<T>> {
+        let len = self.dims()[axis];
+        let out_shape = self.shape().reduced(axis, keepdim);
+        let mut out = crate::alloc::try_with_capacity(op, &out_shape)?;
+        let run = |r: &[T]| {
+            simd::vectorized(
+                #[inline(always)]
+                || row(r),
+            )
+        };
+        let x = self.as_slice();
+        if x.len() >= PAR_MIN && x.len() > len {
+            out.par_extend(x.par_chunks(len).map(run));
+        } else {
+            out.extend(x.chunks(len).map(run));
+        }
+        Ok(Tensor::from_parts(out, out_shape))
+    }
+
+    /// Whether `axis` is the last one, non-empty, in a tensor with elements:
+    /// the rows that [`Tensor::reduce_last_axis`] serves.
+    fn is_row_axis(&self, axis: usize) -> bool {
+        axis + 1 == self.ndim() && self.numel() > 0
     }
 
     /// Sum along `axis`.
@@ -160,6 +204,9 @@ impl<T: Float> Tensor<T> {
     /// # Errors
     /// `InvalidOption` when `axis` is out of range.
     pub fn max(&self, axis: usize, keepdim: bool) -> Result<Tensor<T>> {
+        if self.is_row_axis(axis) {
+            return self.reduce_last_axis("max", axis, keepdim, simd::max);
+        }
         self.reduce_axis(
             "max",
             axis,
@@ -174,6 +221,9 @@ impl<T: Float> Tensor<T> {
     /// # Errors
     /// `InvalidOption` when `axis` is out of range.
     pub fn min(&self, axis: usize, keepdim: bool) -> Result<Tensor<T>> {
+        if self.is_row_axis(axis) {
+            return self.reduce_last_axis("min", axis, keepdim, min_row);
+        }
         self.reduce_axis(
             "min",
             axis,
@@ -225,26 +275,38 @@ impl<T: Float> Tensor<T> {
     /// # Errors
     /// `InvalidOption` when `axis` is out of range.
     pub fn logsumexp(&self, axis: usize, keepdim: bool) -> Result<Tensor<T>> {
+        if self.is_row_axis(axis) {
+            return self.reduce_last_axis(
+                "logsumexp",
+                axis,
+                keepdim,
+                crate::softmax::logsumexp_fast,
+            );
+        }
         let m = self.max(axis, true)?;
         let (outer, len, inner) = self.shape().split_at_axis(axis);
         let x = self.as_slice();
-        let ms = m.as_slice();
         let mut out = crate::pool::take_empty(outer * inner);
-        for o in 0..outer {
-            for i in 0..inner {
-                let mx = ms[o * inner + i];
-                if !mx.is_finite() {
-                    // all −∞ gives −∞; +∞ or NaN propagate
-                    out.push(mx);
-                    continue;
+        // in f64, so a long axis adds up accurately (as `sum`); slab by
+        // slab, each read row after row
+        let mut acc = vec![0.0f64; inner];
+        for (o, ms) in m.as_slice().chunks(inner.max(1)).enumerate().take(outer) {
+            acc.fill(0.0);
+            for k in 0..len {
+                let row = &x[(o * len + k) * inner..][..inner];
+                for ((a, &v), &mx) in acc.iter_mut().zip(row).zip(ms) {
+                    *a += (v - mx).exp().as_f64();
                 }
-                // in f64, so a long axis adds up accurately (as `sum`)
-                let mut s = 0.0f64;
-                for k in 0..len {
-                    s += (x[(o * len + k) * inner + i] - mx).exp().as_f64();
-                }
-                out.push(mx + T::of(s).ln());
             }
+            // a max that is not finite is the answer: all −∞ gives −∞,
+            // +∞ or NaN propagate
+            out.extend(acc.iter().zip(ms).map(|(&a, &mx)| {
+                if mx.is_finite() {
+                    mx + T::of(a).ln()
+                } else {
+                    mx
+                }
+            }));
         }
         Ok(Tensor::from_parts(out, self.shape().reduced(axis, keepdim)))
     }
@@ -260,23 +322,39 @@ impl<T: Float> Tensor<T> {
     }
     /// Maximum of every element, as a 0-d tensor.
     pub fn max_all(&self) -> Tensor<T> {
-        Tensor::scalar(
-            self.as_slice()
-                .iter()
-                .fold(T::neg_infinity(), |a, &x| nan_max(a, x)),
-        )
+        let x = self.as_slice();
+        Tensor::scalar(simd::vectorized(
+            #[inline(always)]
+            || simd::max(x),
+        ))
     }
     /// Minimum of every element, as a 0-d tensor.
     pub fn min_all(&self) -> Tensor<T> {
-        Tensor::scalar(
-            self.as_slice()
-                .iter()
-                .fold(T::infinity(), |a, &x| nan_min(a, x)),
-        )
+        let x = self.as_slice();
+        Tensor::scalar(simd::vectorized(
+            #[inline(always)]
+            || min_row(x),
+        ))
     }
     /// The shape a reduction along `axis` gives.
     pub fn reduced_shape(&self, axis: usize, keepdim: bool) -> Shape {
         self.shape().reduced(axis, keepdim)
+    }
+}
+
+/// The smallest element of a row, NaN if any is NaN, as a compare and a
+/// select per element (vectorisable: [`simd::max`]'s form).
+#[inline(always)]
+fn min_row<T: Float>(x: &[T]) -> T {
+    let (mut m, mut nan) = (T::infinity(), false);
+    for &v in x {
+        m = if v < m { v } else { m };
+        nan |= v.is_nan();
+    }
+    if nan {
+        T::nan()
+    } else {
+        m
     }
 }
 

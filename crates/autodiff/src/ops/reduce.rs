@@ -96,14 +96,7 @@ impl<T: Float> Var<T> {
         let y = self.value().softmax();
         let yc = y.clone();
         self.record("softmax", y, &[self], move |g, _| {
-            let last = yc.ndim().saturating_sub(1);
-            let gy = g.mul(&yc)?;
-            let s = if yc.ndim() == 0 {
-                gy.clone()
-            } else {
-                gy.sum(last, true)?
-            };
-            Ok(smallvec![Some(yc.mul(&g.sub(&s)?)?)])
+            Ok(smallvec![Some(yc.softmax_backward(g)?)])
         })
     }
     /// Log-softmax along the last axis; rule `g − softmax(x) ⊙ Σ g`.
@@ -111,14 +104,7 @@ impl<T: Float> Var<T> {
         let y = self.value().log_softmax();
         let yc = y.clone();
         self.record("log_softmax", y, &[self], move |g, _| {
-            let last = yc.ndim().saturating_sub(1);
-            let s = if yc.ndim() == 0 {
-                g.clone()
-            } else {
-                g.sum(last, true)?
-            };
-            let p = yc.exp();
-            Ok(smallvec![Some(g.sub(&p.mul(&s)?)?)])
+            Ok(smallvec![Some(yc.log_softmax_backward(g)?)])
         })
     }
 }
