@@ -145,7 +145,30 @@ def primitive_cases():
         ("log_softmax sum, fwd+bwd", chain(lambda x: x.log_softmax(1).sum(), z)),
         ("gather_class sum, fwd+bwd", chain(lambda x: x.gather(1, ids).sum(), z)),
         ("softmax*w sum, fwd+bwd", chain(lambda x, y: (x.softmax(1) * y).sum(), z, w)),
+        ("mlp_step", mlp_step()),
     ]
+
+
+def mlp_step():
+    """One training step of the 784-512-512-10 ReLU MLP, batch 256,
+    cross-entropy, Adam with its defaults (as src/bench_primitives.rs)."""
+    model = torch.nn.Sequential(
+        torch.nn.Linear(784, 512),
+        torch.nn.ReLU(),
+        torch.nn.Linear(512, 512),
+        torch.nn.ReLU(),
+        torch.nn.Linear(512, 10),
+    )
+    opt = torch.optim.Adam(model.parameters())
+    x = torch.randn(256, 784)
+    y = (torch.arange(256) * 7) % 10
+
+    def run():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return run
 
 
 def main():

@@ -193,3 +193,41 @@ pub fn cases() -> Vec<Case> {
         )),
     ]
 }
+
+/// A whole training step, as a user writes one: the 784-512-512-10 ReLU
+/// MLP on a batch of 256, fused cross-entropy, Adam (PyTorch's defaults) —
+/// a fresh tape, forward, backward, the update. Returns the step as a
+/// closure over its model and optimiser state.
+///
+/// # Errors
+/// Only if the model or optimiser cannot be built.
+pub fn mlp_step() -> Result<impl FnMut() -> Result<(), String>, String> {
+    use crate::losses::{cross_entropy, CrossEntropyOptions};
+    use crate::nn::{Activation, Adam, AdamOptions, Init, Mlp, Module, Optimizer, ParamStore};
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let mut params = ParamStore::<f32>::new();
+    let act = Activation::Relu;
+    let mlp = Mlp::new(
+        &mut params,
+        "mlp",
+        &[784, 512, 512, 10],
+        act,
+        Init::kaiming_uniform(act),
+        1,
+    )
+    .map_err(|e| err(&e))?;
+    let mut opt = Adam::new(AdamOptions::default()).map_err(|e| err(&e))?;
+    let x = Tensor::<f32>::randn([256, 784], 0.0, 1.0, 2).map_err(|e| err(&e))?;
+    let ids: Vec<i64> = (0..256).map(|i| (i * 7) % 10).collect();
+    let y = Tensor::from_vec(ids, [256]).map_err(|e| err(&e))?;
+    let opts = CrossEntropyOptions::default();
+    Ok(move || {
+        let (_, grads) = params
+            .value_and_grad(|p| {
+                let logits = mlp.forward(p, &p.tape().constant(x.clone()))?;
+                Ok(cross_entropy(&logits, &y, &opts)?)
+            })
+            .map_err(|e| err(&e))?;
+        opt.step(&mut params, &grads).map_err(|e| err(&e))
+    })
+}

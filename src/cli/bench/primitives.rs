@@ -3,7 +3,7 @@
 //! --primitives`), so that one run on one machine shows the ratio.
 
 use super::{header, summary, Args, Timing};
-use crate::bench_primitives::{cases, inputs, Kind};
+use crate::bench_primitives::{cases, inputs, mlp_step, Kind};
 use crate::cli::{FAILURE, SUCCESS};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -50,7 +50,7 @@ pub(super) fn run(args: &Args) -> u8 {
     };
     println!("{}", header(&allocator, max_reps, false));
     println!(
-        "{:<28} {:<26} {:>9} {:>9} {:>9} {:>8}",
+        "{:<28} {:<34} {:>9} {:>9} {:>9} {:>8}",
         "primitive", "shape (f32)", "ms", "min", "torch ms", "ratio"
     );
     let mut rows = Vec::new();
@@ -65,20 +65,30 @@ pub(super) fn run(args: &Args) -> u8 {
             }
         };
         let theirs = torch.as_ref().and_then(|m| m.get(case.name)).copied();
-        let (tm, ratio) = match theirs {
-            Some((ms, _)) => (format!("{ms:.3}"), format!("{:.2}x", t.median / ms)),
-            None => ("-".into(), "-".into()),
-        };
-        println!(
-            "{:<28} {:<26} {:>9.3} {:>9.3} {:>9} {:>8}",
-            case.name, case.shape, t.median, t.min, tm, ratio
-        );
+        print_row(case.name, case.shape, &t, theirs);
         rows.push(serde_json::json!({
             "op": case.name, "shape": case.shape,
             "kind": if case.kind == Kind::Forward { "forward" } else { "forward+backward" },
             "ms": t.median, "min_ms": t.min, "reps": t.reps,
             "torch_ms": theirs.map(|t| t.0),
         }));
+    }
+    let name = "mlp_step";
+    let shape = "784-512-512-10, batch 256, Adam";
+    match mlp_step().and_then(|mut step| time(&mut step, max_reps, args.reps.is_some())) {
+        Ok(t) => {
+            let theirs = torch.as_ref().and_then(|m| m.get(name)).copied();
+            print_row(name, shape, &t, theirs);
+            rows.push(serde_json::json!({
+                "op": name, "shape": shape, "kind": "training step",
+                "ms": t.median, "min_ms": t.min, "reps": t.reps,
+                "torch_ms": theirs.map(|t| t.0),
+            }));
+        }
+        Err(e) => {
+            eprintln!("{name}: error: {e}");
+            failed = true;
+        }
     }
     println!("ratio = our median / PyTorch's median (below 1: faster than PyTorch)");
     if let Some(path) = &args.json {
@@ -93,6 +103,19 @@ pub(super) fn run(args: &Args) -> u8 {
     } else {
         SUCCESS
     }
+}
+
+/// One line of the table: our times, and PyTorch's median with the ratio
+/// when its JSON has the row.
+fn print_row(name: &str, shape: &str, t: &Timing, theirs: Option<(f64, f64)>) {
+    let (tm, ratio) = match theirs {
+        Some((ms, _)) => (format!("{ms:.3}"), format!("{:.2}x", t.median / ms)),
+        None => ("-".into(), "-".into()),
+    };
+    println!(
+        "{name:<28} {shape:<34} {:>9.3} {:>9.3} {tm:>9} {ratio:>8}",
+        t.median, t.min
+    );
 }
 
 /// Median and minimum ms of up to `max_reps` runs within a 3 s budget (at
