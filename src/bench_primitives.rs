@@ -225,7 +225,7 @@ pub fn mlp_step() -> Result<impl FnMut() -> Result<(), String>, String> {
         let (_, grads) = params
             .value_and_grad(|p| {
                 let logits = mlp.forward(p, &p.tape().constant(x.clone()))?;
-                Ok(cross_entropy(&logits, &y, &opts)?)
+                cross_entropy(&logits, &y, &opts)
             })
             .map_err(|e| err(&e))?;
         opt.step(&mut params, &grads).map_err(|e| err(&e))
