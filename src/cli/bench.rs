@@ -184,6 +184,28 @@ fn bench_spec(s: &Spec, max_reps: usize, exact: bool, warm_each: bool) -> Result
     })
 }
 
+/// The allocator line of the header: the system allocator, and whether the
+/// tensor buffer pool is on (and its cap).
+fn pool_state() -> String {
+    match crate::tensor::pool::cap_bytes() {
+        0 => String::from("system, buffer pool off"),
+        cap => format!("system + buffer pool (cap {})", mib(cap)),
+    }
+}
+
+/// Write `rows` as pretty JSON to `path`; false (after saying why) when the
+/// file cannot be written.
+fn write_json(path: &std::path::Path, rows: &[serde_json::Value]) -> bool {
+    let text = serde_json::to_string_pretty(rows).unwrap_or_default();
+    match std::fs::write(path, text) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("lossgraph bench: cannot write {}: {e}", path.display());
+            false
+        }
+    }
+}
+
 fn mib(b: usize) -> String {
     format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
 }
@@ -229,10 +251,7 @@ pub fn run(args: Args) -> u8 {
         );
         return USAGE;
     }
-    let mut allocator = match crate::tensor::pool::cap_bytes() {
-        0 => String::from("system, buffer pool off"),
-        cap => format!("system + buffer pool (cap {})", mib(cap)),
-    };
+    let mut allocator = pool_state();
     if args.retain_heap {
         if super::alloc::retain_heap() {
             allocator.push_str(", freed memory retained (--retain-heap)");
@@ -318,9 +337,7 @@ pub fn run(args: Args) -> u8 {
                 })
             })
             .collect();
-        let text = serde_json::to_string_pretty(&v).unwrap_or_default();
-        if let Err(e) = std::fs::write(path, text) {
-            eprintln!("lossgraph bench: cannot write {}: {e}", path.display());
+        if !write_json(path, &v) {
             return FAILURE;
         }
     }

@@ -74,8 +74,24 @@ fn rows_zip<T: Element, U: Element>(
             && sd.last() == Some(&1)
             && bd[..bd.len() - 1] == sd[..sd.len() - 1]
     };
-    let mut out = crate::pool::take(n);
-    let (x, y) = (a.as_slice(), b.as_slice());
+    // which side repeats, and how; decided before the output is taken
+    enum Repeat {
+        RowOfB,
+        RowOfA,
+        ColumnOfB,
+        ColumnOfA,
+    }
+    let pattern = if repeats(a, b) {
+        Repeat::RowOfB
+    } else if repeats(b, a) {
+        Repeat::RowOfA
+    } else if column(a, b) {
+        Repeat::ColumnOfB
+    } else if column(b, a) {
+        Repeat::ColumnOfA
+    } else {
+        return None;
+    };
     /// `row(i, out_row)` for every row of `len`, each compiled for the
     /// widest instruction set (generic, so that `row` is inlined there)
     fn each_row<U: Send>(out: &mut [U], len: usize, row: impl Fn(usize, &mut [U]) + Sync) {
@@ -86,36 +102,30 @@ fn rows_zip<T: Element, U: Element>(
             )
         })
     }
-    if repeats(a, b) {
-        each_row(&mut out, y.len(), |i, o| {
+    let mut out = crate::pool::take(n);
+    let (x, y) = (a.as_slice(), b.as_slice());
+    let m = out_shape.last_dim();
+    match pattern {
+        Repeat::RowOfB => each_row(&mut out, y.len(), |i, o| {
             let xr = &x[i * y.len()..][..y.len()];
             o.iter_mut()
                 .zip(xr.iter().zip(y))
                 .for_each(|(o, (&x, &y))| *o = f(x, y));
-        });
-    } else if repeats(b, a) {
-        each_row(&mut out, x.len(), |i, o| {
+        }),
+        Repeat::RowOfA => each_row(&mut out, x.len(), |i, o| {
             let yr = &y[i * x.len()..][..x.len()];
             o.iter_mut()
                 .zip(x.iter().zip(yr))
                 .for_each(|(o, (&x, &y))| *o = f(x, y));
-        });
-    } else if column(a, b) {
-        let m = out_shape.last_dim();
-        each_row(&mut out, m, |i, o| {
+        }),
+        Repeat::ColumnOfB => each_row(&mut out, m, |i, o| {
             let (xr, y) = (&x[i * m..][..m], y[i]);
             o.iter_mut().zip(xr).for_each(|(o, &x)| *o = f(x, y));
-        });
-    } else if column(b, a) {
-        let m = out_shape.last_dim();
-        each_row(&mut out, m, |i, o| {
+        }),
+        Repeat::ColumnOfA => each_row(&mut out, m, |i, o| {
             let (x, yr) = (x[i], &y[i * m..][..m]);
             o.iter_mut().zip(yr).for_each(|(o, &y)| *o = f(x, y));
-        });
-    } else {
-        // the pooled buffer goes back unused
-        crate::pool::recycle(out);
-        return None;
+        }),
     }
     Some(Tensor::from_parts(out, out_shape.clone()))
 }

@@ -2,7 +2,7 @@
 //! PyTorch's when given its JSON (`benches/pytorch_reference.py
 //! --primitives`), so that one run on one machine shows the ratio.
 
-use super::{header, summary, Args, Timing};
+use super::{header, pool_state, summary, write_json, Args, Timing};
 use crate::bench_primitives::{cases, inputs, mlp_step, Kind};
 use crate::cli::{FAILURE, SUCCESS};
 use std::collections::BTreeMap;
@@ -44,57 +44,48 @@ pub(super) fn run(args: &Args) -> u8 {
         }
     };
     let max_reps = args.reps.unwrap_or(if args.quick { 3 } else { 15 });
-    let allocator = match crate::tensor::pool::cap_bytes() {
-        0 => "system, buffer pool off".to_string(),
-        cap => format!("system + buffer pool (cap {})", super::mib(cap)),
-    };
-    println!("{}", header(&allocator, max_reps, false));
+    println!("{}", header(&pool_state(), max_reps, false));
     println!(
         "{:<28} {:<34} {:>9} {:>9} {:>9} {:>8}",
         "primitive", "shape (f32)", "ms", "min", "torch ms", "ratio"
     );
     let mut rows = Vec::new();
     let mut failed = false;
-    for case in cases() {
-        let t = match time(|| (case.run)(&inputs), max_reps, args.reps.is_some()) {
-            Ok(t) => t,
+    let exact = args.reps.is_some();
+    let mut report =
+        |name: &str, shape: &str, kind: &str, timing: Result<Timing, String>| match timing {
+            Ok(t) => {
+                let theirs = torch.as_ref().and_then(|m| m.get(name)).copied();
+                print_row(name, shape, &t, theirs);
+                rows.push(serde_json::json!({
+                    "op": name, "shape": shape, "kind": kind,
+                    "ms": t.median, "min_ms": t.min, "reps": t.reps,
+                    "torch_ms": theirs.map(|t| t.0),
+                }));
+            }
             Err(e) => {
-                eprintln!("{}: error: {e}", case.name);
+                eprintln!("{name}: error: {e}");
                 failed = true;
-                continue;
             }
         };
-        let theirs = torch.as_ref().and_then(|m| m.get(case.name)).copied();
-        print_row(case.name, case.shape, &t, theirs);
-        rows.push(serde_json::json!({
-            "op": case.name, "shape": case.shape,
-            "kind": if case.kind == Kind::Forward { "forward" } else { "forward+backward" },
-            "ms": t.median, "min_ms": t.min, "reps": t.reps,
-            "torch_ms": theirs.map(|t| t.0),
-        }));
+    for case in cases() {
+        let kind = match case.kind {
+            Kind::Forward => "forward",
+            Kind::Chain => "forward+backward",
+        };
+        let t = time(|| (case.run)(&inputs), max_reps, exact).map_err(|e| e.to_string());
+        report(case.name, case.shape, kind, t);
     }
-    let name = "mlp_step";
-    let shape = "784-512-512-10, batch 256, Adam";
-    match mlp_step().and_then(|mut step| time(&mut step, max_reps, args.reps.is_some())) {
-        Ok(t) => {
-            let theirs = torch.as_ref().and_then(|m| m.get(name)).copied();
-            print_row(name, shape, &t, theirs);
-            rows.push(serde_json::json!({
-                "op": name, "shape": shape, "kind": "training step",
-                "ms": t.median, "min_ms": t.min, "reps": t.reps,
-                "torch_ms": theirs.map(|t| t.0),
-            }));
-        }
-        Err(e) => {
-            eprintln!("{name}: error: {e}");
-            failed = true;
-        }
-    }
+    let step = mlp_step().and_then(|mut step| time(&mut step, max_reps, exact));
+    report(
+        "mlp_step",
+        "784-512-512-10, batch 256, Adam",
+        "training step",
+        step,
+    );
     println!("ratio = our median / PyTorch's median (below 1: faster than PyTorch)");
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&rows).unwrap_or_default();
-        if let Err(e) = std::fs::write(path, text) {
-            eprintln!("lossgraph bench: cannot write {}: {e}", path.display());
+        if !write_json(path, &rows) {
             return FAILURE;
         }
     }
