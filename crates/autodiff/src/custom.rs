@@ -66,6 +66,13 @@ pub trait CustomOp<T: Float>: 'static {
     /// Whatever input check the op makes (shapes, targets, values).
     fn forward(&self, inputs: &[&Tensor<T>]) -> Result<(Tensor<T>, Self::Saved)>;
 
+    /// For check mode: whether the output is a mean over items (a loss with
+    /// reduction `mean`), so that averaging it again can be caught. The
+    /// default is `false`.
+    fn is_mean(&self) -> bool {
+        false
+    }
+
     /// Return one gradient per input (`None` where `needs_grad` is false).
     /// The default has no backward rule: backpropagating through the op into
     /// an input that requires a gradient is then an error, never a zero.
@@ -97,11 +104,37 @@ impl<T: Float> Tape<T> {
         let refs: Vec<&Tensor<T>> = values.iter().collect();
         let (output, saved) = op.forward(&refs)?;
         let name = op.name().to_string();
+        // check mode's note on the output (a loss term, a mean), made after
+        // it is recorded; `None` when check mode is off
+        let note = self
+            .check_mode()
+            .then(|| (op.is_mean(), values.first().map(|v| v.dims().to_vec())));
         let tracked = self.grad_enabled() && inputs.iter().any(|v| v.requires_grad());
-        if !tracked {
+        let out = if tracked {
+            self.record_tracked(op, name.clone(), output, saved, values, inputs)?
+        } else {
             // nothing will call backward: drop what forward saved right away
-            return self.record(&name, output, inputs, None);
+            drop(saved);
+            self.record(&name, output, inputs, None)?
+        };
+        if let Some((is_mean, dims)) = note {
+            let mean_of = is_mean.then_some(dims.as_deref().unwrap_or(&[]));
+            self.note_custom(&out, &name, mean_of);
         }
+        Ok(out)
+    }
+
+    /// Record a custom op whose output needs a backward rule: the rule keeps
+    /// the inputs, the output and what forward saved.
+    fn record_tracked<Op: CustomOp<T>>(
+        &self,
+        op: Op,
+        name: String,
+        output: Tensor<T>,
+        saved: Op::Saved,
+        values: Vec<Tensor<T>>,
+        inputs: &[&Var<T>],
+    ) -> Result<Var<T>> {
         let out = output.clone();
         let rule = move |g: &Tensor<T>, needs: &[bool]| {
             let ctx = BackwardCtx {

@@ -9,6 +9,8 @@
 //! - [`CustomOp`]: the public API for a fused op with its own backward; the
 //!   loss catalog is written with it.
 //! - [`gradcheck`]: finite-difference checks in f64 for any function of vars.
+//! - [`check`]: check mode, which names the common loss mistakes that
+//!   produce no NaN (typed [`Warning`]s collected on the tape).
 //!
 //! ```
 //! use lossgraph_autodiff::Tape;
@@ -27,12 +29,14 @@
 //! `layout.rs`, `linalg.rs`, `index.rs` — each op's forward and backward side
 //! by side.
 
+pub mod check;
 mod custom;
 mod error;
 pub mod gradcheck;
 mod ops;
 mod tape;
 
+pub use check::Warning;
 pub use custom::{BackwardCtx, CustomOp};
 pub use error::{Error, Phase, Result, TensorSummary};
 pub use gradcheck::{

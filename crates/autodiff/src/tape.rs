@@ -1,6 +1,7 @@
 //! The tape: an append-only arena of nodes in creation order, so that walking
 //! it backwards is a topological order. [`Var`] is a cheap handle into it.
 
+use crate::check::{self, Notes, Warning};
 use crate::error::{Error, Phase, Result, TensorSummary};
 use lossgraph_tensor::{Float, Shape, Tensor};
 use smallvec::SmallVec;
@@ -29,6 +30,9 @@ struct TapeInner<T: Float> {
     nodes: Vec<Node<T>>,
     grad_enabled: bool,
     anomaly: bool,
+    /// Check mode (see [`crate::check`]) and what it has found and noted.
+    check: bool,
+    notes: Notes,
 }
 
 /// A reverse-mode tape. Cloning it clones the handle, not the nodes.
@@ -95,13 +99,17 @@ impl<T: Float> std::fmt::Debug for Var<T> {
 }
 
 impl<T: Float> Tape<T> {
-    /// An empty tape with gradients enabled and anomaly mode off.
+    /// An empty tape with gradients enabled, anomaly mode off, and check
+    /// mode off unless `LOSSGRAPH_CHECK` asks for it
+    /// ([`check::env_default`]).
     pub fn new() -> Self {
         Tape {
             inner: Rc::new(RefCell::new(TapeInner {
                 nodes: Vec::new(),
                 grad_enabled: true,
                 anomaly: false,
+                check: check::env_default(),
+                notes: Notes::default(),
             })),
         }
     }
@@ -179,6 +187,53 @@ impl<T: Float> Tape<T> {
         self.inner.borrow().anomaly
     }
 
+    /// Turn check mode on or off; returns the previous setting. In check
+    /// mode the tape and the losses look for the common loss mistakes that
+    /// produce no NaN (probabilities given to a logits loss, padding averaged
+    /// in, a mean averaged twice, …) and record a typed [`Warning`] for each,
+    /// printed to stderr once per site; values and gradients never change.
+    /// Off, it costs one branch per op. See [`crate::check`] for the list.
+    pub fn set_check_mode(&self, on: bool) -> bool {
+        std::mem::replace(&mut self.inner.borrow_mut().check, on)
+    }
+    /// Whether check mode is on.
+    pub fn check_mode(&self) -> bool {
+        self.inner.borrow().check
+    }
+    /// Record a warning on this tape and print it to stderr if its site has
+    /// not printed before in this process. The losses call it in check mode;
+    /// it records whatever the mode, so code of your own can report through
+    /// it too (a multi-term objective's [`check::dominant_term`], say).
+    pub fn warn(&self, warning: Warning) {
+        check::print_once(&warning);
+        self.inner.borrow_mut().notes.warnings.push(warning);
+    }
+    /// The warnings recorded so far, oldest first.
+    pub fn warnings(&self) -> Vec<Warning> {
+        self.inner.borrow().notes.warnings.clone()
+    }
+    /// Take the warnings recorded so far out of the tape.
+    pub fn take_warnings(&self) -> Vec<Warning> {
+        std::mem::take(&mut self.inner.borrow_mut().notes.warnings)
+    }
+
+    /// Check mode's note on a custom op's output `out`: a one-element output
+    /// is a loss term (check 9), and a mean one (`mean_of`: the dims of what
+    /// it averaged) must not be averaged again (check 6).
+    pub(crate) fn note_custom(&self, out: &Var<T>, op: &str, mean_of: Option<&[usize]>) {
+        let mut inner = self.inner.borrow_mut();
+        if !inner.check || inner.nodes[out.id].value.numel() != 1 {
+            return;
+        }
+        inner.notes.terms.insert(out.id, op.to_string());
+        if let Some(dims) = mean_of {
+            inner
+                .notes
+                .means
+                .insert(out.id, check::Mean::over(op, dims));
+        }
+    }
+
     /// Record an op's output with its parents and backward rule. Ops on
     /// [`Var`] and [`crate::CustomOp`]s go through here.
     ///
@@ -231,6 +286,13 @@ impl<T: Float> Tape<T> {
                 inputs,
             });
         }
+        // check mode looks at the inputs after the node is recorded, when
+        // a constant's parents are no longer kept
+        let parent_ids: SmallVec<[usize; 2]> = if inner.check {
+            parents.iter().map(|p| p.id).collect()
+        } else {
+            SmallVec::new()
+        };
         let requires_grad =
             inner.grad_enabled && parents.iter().any(|p| inner.nodes[p.id].requires_grad);
         let no_backward = requires_grad && backward.is_none();
@@ -247,14 +309,84 @@ impl<T: Float> Tape<T> {
             requires_grad,
             no_backward,
         });
+        let id = inner.nodes.len() - 1;
+        if inner.check {
+            let found = {
+                let TapeInner { nodes, notes, .. } = &mut *inner;
+                let inputs: SmallVec<[check::Input<'_, T>; 2]> = parent_ids
+                    .iter()
+                    .map(|&p| check::Input {
+                        id: p,
+                        op: &nodes[p].op,
+                        value: &nodes[p].value,
+                    })
+                    .collect();
+                check::primitive(notes, id, op, &inputs, &nodes[id].value)
+            };
+            drop(inner);
+            if let Some(w) = found {
+                self.warn(w);
+            }
+        }
         Ok(Var {
-            id: inner.nodes.len() - 1,
+            id,
             tape: self.clone(),
         })
     }
 
-    /// Reverse pass from `root` seeded with `seed` (same shape as root).
+    /// Reverse pass from `root` seeded with `seed` (same shape as root); in
+    /// check mode, then check 9 on the loss terms it went through.
     fn backward_from(&self, root: usize, seed: Tensor<T>) -> Result<Gradients<T>> {
+        let terms = {
+            let inner = self.inner.borrow();
+            let below_root = inner.notes.terms.range(..root + 1).count();
+            inner.check && below_root >= 2
+        };
+        let mut reached = Vec::new();
+        let grads = self.reverse(root, seed, terms.then_some(&mut reached))?;
+        if reached.len() >= 2 {
+            self.check_terms(reached)?;
+        }
+        // only leaves keep a gradient; intermediates were taken
+        Ok(Gradients {
+            tape: self.clone(),
+            grads,
+        })
+    }
+
+    /// Check 9: one reverse pass per loss term that `backward` reached,
+    /// seeded with the gradient that reached it (its weight in the root), for
+    /// the norm of each term's weighted gradient over every leaf.
+    fn check_terms(&self, mut reached: Vec<(usize, Tensor<T>)>) -> Result<()> {
+        reached.sort_by_key(|(id, _)| *id); // tape order: the same labels every step
+        let labels = {
+            let inner = self.inner.borrow();
+            check::term_labels(reached.iter().map(|(id, _)| inner.notes.terms[id].as_str()))
+        };
+        let mut norms = Vec::with_capacity(reached.len());
+        for ((id, seed), label) in reached.into_iter().zip(labels) {
+            let grads = self.reverse(id, seed, None)?;
+            let sq: f64 = grads
+                .iter()
+                .flatten()
+                .flat_map(|g| g.as_slice().iter().map(|v| v.as_f64() * v.as_f64()))
+                .sum();
+            norms.push((label, sq.sqrt()));
+        }
+        if let Some(w) = check::dominant_term(&norms) {
+            self.warn(w);
+        }
+        Ok(())
+    }
+
+    /// The reverse pass itself: the gradient of every leaf. When `reached`
+    /// is given, the gradient arriving at each noted loss term is kept there.
+    fn reverse(
+        &self,
+        root: usize,
+        seed: Tensor<T>,
+        mut reached: Option<&mut Vec<(usize, Tensor<T>)>>,
+    ) -> Result<Vec<Option<Tensor<T>>>> {
         let inner = self.inner.borrow();
         if inner.anomaly && !seed.all_finite() {
             return Err(Error::NonFiniteInput {
@@ -274,6 +406,11 @@ impl<T: Float> Tape<T> {
                 continue; // a constant, or a leaf whose gradient stays in `grads`
             }
             let Some(g) = grads[i].take() else { continue };
+            if let Some(r) = reached.as_deref_mut() {
+                if inner.notes.terms.contains_key(&i) {
+                    r.push((i, g.clone()));
+                }
+            }
             let rule = match &node.backward {
                 Some(rule) => rule,
                 None => {
@@ -331,11 +468,7 @@ impl<T: Float> Tape<T> {
                 }
             }
         }
-        // only leaves keep a gradient; intermediates were taken above
-        Ok(Gradients {
-            tape: self.clone(),
-            grads,
-        })
+        Ok(grads)
     }
 }
 

@@ -42,6 +42,10 @@ impl Reduction {
             }
         })
     }
+    /// Whether the output is a mean (`mean` or `batchmean`).
+    pub fn is_mean(self) -> bool {
+        matches!(self, Reduction::Mean | Reduction::BatchMean)
+    }
     /// The name as `LOSSES.md` spells it.
     pub fn name(self) -> &'static str {
         match self {
@@ -612,6 +616,9 @@ where
     type Saved = UnitGrads<T>;
     fn name(&self) -> &str {
         self.name
+    }
+    fn is_mean(&self) -> bool {
+        self.reduction.is_mean()
     }
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, UnitGrads<T>)> {
         let (a, b) = (x[0].as_slice(), x[1].as_slice());

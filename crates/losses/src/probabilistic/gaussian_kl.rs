@@ -193,6 +193,9 @@ impl<T: Float> CustomOp<T> for GaussianKl {
     fn name(&self) -> &str {
         "gaussian_kl"
     }
+    fn is_mean(&self) -> bool {
+        self.reduction.is_mean()
+    }
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, UnitGrads<T>)> {
         let (mu, lv) = (x[0].as_slice(), x[1].as_slice());
         let (rows, d, half) = (self.out.numel(), self.d, T::of(0.5));

@@ -166,6 +166,9 @@ impl<T: Float> CustomOp<T> for KlDiv {
     fn name(&self) -> &str {
         "kl_div"
     }
+    fn is_mean(&self) -> bool {
+        self.reduction.is_mean()
+    }
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, UnitGrads<T>)> {
         let (a, b) = (x[0].as_slice(), x[1].as_slice());
         let shape = x[0].shape().clone();

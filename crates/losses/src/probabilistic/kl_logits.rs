@@ -423,6 +423,9 @@ impl<T: Float> CustomOp<T> for KlLogits {
     fn name(&self) -> &str {
         "kl_logits"
     }
+    fn is_mean(&self) -> bool {
+        self.reduction.is_mean()
+    }
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Saved<T>)> {
         let (s, t) = (x[0].as_slice(), x[1].as_slice());
         let rows = self.layout.rows;

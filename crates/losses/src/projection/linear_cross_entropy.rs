@@ -320,6 +320,9 @@ impl<T: Float> CustomOp<T> for LinearCrossEntropy<T> {
     fn name(&self) -> &str {
         OP
     }
+    fn is_mean(&self) -> bool {
+        self.reduction.is_mean()
+    }
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Saved<T>)> {
         let n = self.dims.n;
         let count = self.count();

@@ -220,6 +220,9 @@ impl<T: Float> CustomOp<T> for Contrastive<T> {
     fn name(&self) -> &str {
         OP
     }
+    fn is_mean(&self) -> bool {
+        self.reduction.is_mean()
+    }
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, UnitGrads<T>)> {
         let rows = x[2].numel();
         let one = Tensor::scalar(T::one());

@@ -371,6 +371,9 @@ impl<T: Float> CustomOp<T> for InfoNce<T> {
     fn name(&self) -> &str {
         OP
     }
+    fn is_mean(&self) -> bool {
+        self.reduction.is_mean()
+    }
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, UnitGrads<T>)> {
         let n = x[0].dims()[0];
         let one = Tensor::scalar(T::one());

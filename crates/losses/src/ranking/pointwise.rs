@@ -239,6 +239,9 @@ where
     fn name(&self) -> &str {
         self.name
     }
+    fn is_mean(&self) -> bool {
+        self.reduction.is_mean()
+    }
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, UnitGrads<T>)> {
         let xs: [&[T]; K] = std::array::from_fn(|k| x[k].as_slice());
         let n = xs[0].len();

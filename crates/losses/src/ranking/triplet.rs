@@ -254,6 +254,9 @@ impl<T: Float> CustomOp<T> for TripletOp<T> {
     fn name(&self) -> &str {
         OP
     }
+    fn is_mean(&self) -> bool {
+        self.t.reduction.is_mean()
+    }
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, UnitGrads<T>)> {
         let out_shape = x[0].shape().reduced(x[0].ndim() - 1, false);
         let rows = out_shape.numel();

@@ -240,6 +240,9 @@ impl<T: Float> CustomOp<T> for RatioMean {
     fn name(&self) -> &str {
         self.name
     }
+    fn is_mean(&self) -> bool {
+        true // masked_mean and weighted_mean are means by definition
+    }
     /// One pass over the inputs: per row, `Σ wℓ` and `Σ w` (a long row, such
     /// as the whole input without `per_row`, in fixed chunks over rayon),
     /// vectorised, and the count of weights that break the op's rule (an

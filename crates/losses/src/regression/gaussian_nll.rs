@@ -252,6 +252,9 @@ impl<T: Float> CustomOp<T> for GaussianNll<T> {
     fn name(&self) -> &str {
         "gaussian_nll"
     }
+    fn is_mean(&self) -> bool {
+        self.reduction.is_mean()
+    }
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, UnitGrads<T>)> {
         let x3 = [0, 1, 2].map(|k| x[k].as_slice());
         let n = x3[0].len();

@@ -124,6 +124,9 @@ impl<T: Float> CustomOp<T> for Pinball<T> {
     fn name(&self) -> &str {
         "quantile"
     }
+    fn is_mean(&self) -> bool {
+        self.reduction.is_mean()
+    }
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, ())> {
         let (pred, target) = (x[0].as_slice(), x[1].as_slice());
         let q = self.taus.len();

@@ -541,6 +541,9 @@ where
     fn name(&self) -> &str {
         self.name
     }
+    fn is_mean(&self) -> bool {
+        self.reduction.is_mean()
+    }
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, UnitGrads<T>)> {
         let (a, b) = (x[0].as_slice(), x[1].as_slice());
         let n = a.len();

@@ -129,6 +129,9 @@ impl<T: Float> CustomOp<T> for Brier {
     fn name(&self) -> &str {
         OP
     }
+    fn is_mean(&self) -> bool {
+        self.reduction.is_mean()
+    }
 
     /// Per row, vectorised ([`true_class`], then `Σ_{c≠y} p_c²` over the
     /// slices before and after `y`); rows spread over rayon.

@@ -425,6 +425,9 @@ impl<T: Float> CustomOp<T> for ClassCe<T> {
     fn name(&self) -> &str {
         OP
     }
+    fn is_mean(&self) -> bool {
+        self.reduction.is_mean()
+    }
 
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Self::Saved)> {
         let (z, n, c) = (x[0].as_slice(), self.rows.rows, self.rows.classes);
@@ -537,6 +540,9 @@ impl<T: Float> CustomOp<T> for SoftCe<T> {
     type Saved = Vec<Lse<T>>;
     fn name(&self) -> &str {
         OP
+    }
+    fn is_mean(&self) -> bool {
+        self.reduction.is_mean()
     }
 
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Self::Saved)> {

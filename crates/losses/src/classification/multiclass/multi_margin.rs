@@ -149,6 +149,9 @@ impl<T: Float> CustomOp<T> for MultiMargin<T> {
     fn name(&self) -> &str {
         OP
     }
+    fn is_mean(&self) -> bool {
+        self.reduction.is_mean()
+    }
 
     /// Per row, `Σ_{j≠y} hinge(m − s_y + s_j)` over the slices before and
     /// after `y` (vectorised, `p` fixed outside the loop); rows over rayon.

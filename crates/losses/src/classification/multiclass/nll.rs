@@ -117,6 +117,9 @@ impl<T: Float> CustomOp<T> for Nll<T> {
     fn name(&self) -> &str {
         OP
     }
+    fn is_mean(&self) -> bool {
+        self.reduction.is_mean()
+    }
 
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, ())> {
         let (lp, c) = (x[0].as_slice(), self.rows.classes);

@@ -145,6 +145,9 @@ impl<T: Float> CustomOp<T> for Focal<T> {
     fn name(&self) -> &str {
         OP
     }
+    fn is_mean(&self) -> bool {
+        self.reduction.is_mean()
+    }
 
     /// Per row, vectorised ([`true_class`]: the max and the sum over the
     /// other classes), then a few scalar numbers; rows spread over rayon.
