@@ -12,6 +12,7 @@
 //! [`projection`] (`linear_cross_entropy`). [`registry`] calls any op by name.
 
 pub mod catalog;
+mod checks;
 pub mod classification;
 pub mod common;
 pub mod conformance;

@@ -17,6 +17,7 @@
 //! Beware PyTorch's reductions: `"mean"` divides by every element, which is
 //! not the KL of a batch; `"batchmean"` (sum / size of axis 0) is.
 
+use crate::checks;
 use crate::common::{
     eager_inputs, grads_as_tensors, map_items, reduce, same_shape, sum_and_grads, Reduction,
     UnitGrads, Upstream,
@@ -71,7 +72,9 @@ pub fn kl_div<T: Float>(input: &Var<T>, target: &Var<T>, opts: &KlDivOptions) ->
         count: count(&shape, opts.reduction),
         eager: eager_inputs(opts.reduction, &[input, target]),
     };
-    input.tape().clone().apply(op, &[input, target])
+    let out = input.tape().clone().apply(op, &[input, target])?;
+    checks::log_probs("kl_div", input);
+    Ok(out)
 }
 
 /// The denominator of the mean: every element, or the size of axis 0 for

@@ -23,6 +23,7 @@
 //! rescales them).
 
 use super::gaussian_kl::exp_m1_minus;
+use crate::checks;
 use crate::common::{
     check_option, eager_inputs, fill_two_grads, grads_as_tensors, no_batchmean, reduce, rows_map2,
     same_shape, Reduction, UnitGrads, Upstream,
@@ -89,7 +90,10 @@ pub fn kl_logits<T: Float>(
         layout,
         eager: eager_inputs(opts.reduction, &[student, teacher]),
     };
-    student.tape().clone().apply(op, &[student, teacher])
+    let out = student.tape().clone().apply(op, &[student, teacher])?;
+    checks::logits("kl_logits", "student", student, true);
+    checks::logits("kl_logits", "teacher", teacher, true);
+    Ok(out)
 }
 
 /// Rows of the last axis: `rows` rows of `c` classes; `out` the `[...]` shape.

@@ -23,6 +23,7 @@
 //! last), label smoothing included; rows whose target is `ignore_index` cost
 //! nothing and count for nothing in the mean (a mean over no rows is 0).
 
+use crate::checks;
 use crate::common::{
     check_option, eager_inputs, no_batchmean, reduce, reduce_naive, Reduction, UnitGrads, Upstream,
 };
@@ -447,7 +448,37 @@ pub fn linear_cross_entropy<T: Float>(
         reduction: opts.reduction,
         eager,
     };
-    hidden.tape().clone().apply(op, &inputs)
+    let tape = hidden.tape().clone();
+    let out = tape.apply(op, &inputs)?;
+    if tape.check_mode() {
+        checks::class_ids(&tape, OP, target, opts.ignore_index);
+        let sample = first_logits(hidden, weight, bias, dims.n.min(CHECKED_ROWS))?;
+        checks::logit_values(&tape, OP, "logits (h·Wᵀ + b)", &sample, true, None);
+    }
+    Ok(out)
+}
+
+/// How many rows of the logits check mode computes to look at them.
+const CHECKED_ROWS: usize = 4;
+
+/// The logits `h·Wᵀ + b` of the first `rows` rows, for check mode (the op
+/// itself never holds them).
+fn first_logits<T: Float>(
+    hidden: &Var<T>,
+    weight: &Var<T>,
+    bias: Option<&Var<T>>,
+    rows: usize,
+) -> Result<Tensor<T>> {
+    let h = hidden.value();
+    let width = h.dims().last().copied().unwrap_or(0);
+    let first = h
+        .reshape([h.numel() / width.max(1), width])?
+        .narrow(0, 0, rows)?;
+    let z = first.matmul_nt(&weight.value())?;
+    Ok(match bias {
+        Some(b) => z.add(&b.value())?,
+        None => z,
+    })
 }
 
 /// The naive twin of [`linear_cross_entropy`]: the whole `[N, V]` logits

@@ -17,6 +17,7 @@
 //! whole scaled by `1/R` over the `R` kept rows): `∂/∂ℓᵢ = mᵢ / D`,
 //! `∂/∂mᵢ = (ℓᵢ − μ) / D`.
 
+use crate::checks;
 use crate::common::{
     check_option, check_unit_interval, count_where, fill_two_grads, first_where, grads_as_tensors,
     outside_unit, pow2_scale, row_fill2, row_sums, same_shape,
@@ -74,7 +75,10 @@ pub fn masked_mean<T: Float>(
     check_shape_and_eps(values, mask, opts)?;
     // the mask's values are checked by the op's forward, in its one pass
     let rule = WeightRule::UnitInterval;
-    RatioMean::new("masked_mean", opts.eps, opts.per_row, rule, &values.shape()).apply(values, mask)
+    let out = RatioMean::new("masked_mean", opts.eps, opts.per_row, rule, &values.shape())
+        .apply(values, mask)?;
+    checks::all_masked("masked_mean", "mask", mask);
+    Ok(out)
 }
 
 fn check_shape_and_eps<T: Float>(

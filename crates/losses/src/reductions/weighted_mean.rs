@@ -11,6 +11,7 @@
 //! `∂/∂ℓᵢ = wᵢ / D`, `∂/∂wᵢ = (ℓᵢ − μ) / D`.
 
 use super::masked_mean::{check_eps, ratio_naive, RatioMean, WeightRule};
+use crate::checks;
 use crate::common::same_shape;
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::Float;
@@ -57,7 +58,10 @@ pub fn weighted_mean<T: Float>(
     check_shape_and_eps(values, weights, opts)?;
     // the weights are checked by the op's forward, in its one pass
     let rule = WeightRule::NonNegative;
-    RatioMean::new("weighted_mean", opts.eps, false, rule, &values.shape()).apply(values, weights)
+    let out = RatioMean::new("weighted_mean", opts.eps, false, rule, &values.shape())
+        .apply(values, weights)?;
+    checks::all_masked("weighted_mean", "weight", weights);
+    Ok(out)
 }
 
 fn check_shape_and_eps<T: Float>(

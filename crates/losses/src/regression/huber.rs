@@ -7,6 +7,7 @@
 //! noise: too small and it is MAE, too large and it is MSE. The loss and its
 //! gradient are continuous; its second derivative jumps at `|r| = δ`.
 
+use crate::checks;
 use crate::common::{check_option, reduce_naive, Elementwise, Reduction};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::{Float, Tensor};
@@ -59,7 +60,7 @@ pub fn huber<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &HuberOptions) -> R
     check(opts)?;
     let d = T::of(opts.delta);
     let half = T::of(0.5);
-    Elementwise::new(
+    let out = Elementwise::new(
         "huber",
         opts.reduction,
         #[inline(always)]
@@ -85,7 +86,9 @@ pub fn huber<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &HuberOptions) -> R
             (g, -g)
         },
     )
-    .apply(pred, target)
+    .apply(pred, target)?;
+    checks::regression_target("huber", target);
+    Ok(out)
 }
 
 /// The naive twin of [`huber`], from primitive ops: with `a = min(|r|, δ)`,

@@ -7,6 +7,7 @@
 //! `|r|` has a corner at 0, where the gradient is 0 as in PyTorch.
 
 use super::util::sign;
+use crate::checks;
 use crate::common::{reduce_naive, Elementwise, Reduction};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::Float;
@@ -40,7 +41,7 @@ pub struct MaeOptions {
 /// `ShapeMismatch` when `pred` and `target` differ in shape; `InvalidOption`
 /// for the `batchmean` reduction.
 pub fn mae<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &MaeOptions) -> Result<Var<T>> {
-    Elementwise::new(
+    let out = Elementwise::new(
         "mae",
         opts.reduction,
         #[inline(always)]
@@ -51,7 +52,9 @@ pub fn mae<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &MaeOptions) -> Resul
             (s, -s)
         },
     )
-    .apply(pred, target)
+    .apply(pred, target)?;
+    checks::regression_target("mae", target);
+    Ok(out)
 }
 
 /// The naive twin of [`mae`]: `abs(pred − target)` with primitive ops.

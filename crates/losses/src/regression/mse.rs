@@ -4,6 +4,7 @@
 //! conditional mean. Its gradient `2r` grows with the residual, so a few large
 //! outliers dominate the fit.
 
+use crate::checks;
 use crate::common::{reduce_naive, Elementwise, Reduction};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::Float;
@@ -35,7 +36,7 @@ pub struct MseOptions {
 /// `ShapeMismatch` when `pred` and `target` differ in shape.
 pub fn mse<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &MseOptions) -> Result<Var<T>> {
     let two = T::of(2.0);
-    Elementwise::new(
+    let out = Elementwise::new(
         "mse",
         opts.reduction,
         #[inline(always)]
@@ -43,7 +44,9 @@ pub fn mse<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &MseOptions) -> Resul
         #[inline(always)]
         move |p: T, t: T| (two * (p - t), -two * (p - t)),
     )
-    .apply(pred, target)
+    .apply(pred, target)?;
+    checks::regression_target("mse", target);
+    Ok(out)
 }
 
 /// The naive twin of [`mse`]: `square(pred − target)` with primitive ops.

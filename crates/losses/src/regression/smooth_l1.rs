@@ -8,6 +8,7 @@
 //! `1/β` grows without bound.
 
 use super::util::sign;
+use crate::checks;
 use crate::common::{check_option, reduce_naive, Elementwise, Reduction};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::{Float, Tensor};
@@ -66,7 +67,7 @@ pub fn smooth_l1<T: Float>(
     check(opts)?;
     let b = T::of(opts.beta);
     let half = T::of(0.5);
-    Elementwise::new(
+    let out = Elementwise::new(
         "smooth_l1",
         opts.reduction,
         // with β = 0 the first branch is never taken: |r|, as mae
@@ -87,7 +88,9 @@ pub fn smooth_l1<T: Float>(
             (g, -g)
         },
     )
-    .apply(pred, target)
+    .apply(pred, target)?;
+    checks::regression_target("smooth_l1", target);
+    Ok(out)
 }
 
 /// The naive twin of [`smooth_l1`], from primitive ops: with

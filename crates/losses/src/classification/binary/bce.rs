@@ -19,6 +19,7 @@
 //! `[0, 1]`.
 
 use super::weighted::{broadcast_option, Item, WeightedPointwise};
+use crate::checks;
 use crate::common::{check_unit_interval, no_batchmean, reduce_naive, same_shape, Reduction};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::{Float, Tensor};
@@ -117,7 +118,9 @@ pub fn bce<T: Float>(probs: &Var<T>, target: &Var<T>, opts: &BceOptions<T>) -> R
     // the values of probs and target are checked in the op's forward pass
     let op = WeightedPointwise::new("bce", opts.reduction, weight, None, BceItem)
         .in_unit_interval([Some("probs"), Some("target")]);
-    op.apply(probs, target)
+    let out = op.apply(probs, target)?;
+    checks::bce_probs("bce", probs);
+    Ok(out)
 }
 
 /// Checks shared by [`bce`] and its twin; returns the weight at the input's shape.

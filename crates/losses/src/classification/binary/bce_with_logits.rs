@@ -16,6 +16,7 @@
 //! `pw = 1`). Fails with `InvalidValue` when a target lies outside `[0, 1]`.
 
 use super::weighted::{broadcast_option, Item, WeightedPointwise};
+use crate::checks;
 use crate::common::{check_unit_interval, no_batchmean, reduce_naive, same_shape, Reduction};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::{Float, Tensor};
@@ -223,7 +224,9 @@ pub fn bce_with_logits<T: Float>(
         BceWithLogitsItem,
     )
     .in_unit_interval([None, Some("target")]);
-    op.apply(logits, target)
+    let out = op.apply(logits, target)?;
+    checks::logits("bce_with_logits", "logits", logits, false);
+    Ok(out)
 }
 
 /// The option tensors broadcast to a checked input shape.

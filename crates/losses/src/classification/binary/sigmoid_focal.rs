@@ -18,6 +18,7 @@
 
 use super::bce_with_logits::Logit;
 use super::weighted::{Item, WeightedPointwise};
+use crate::checks;
 use crate::common::{
     check_option, check_unit_interval, no_batchmean, reduce_naive, same_shape, Reduction,
 };
@@ -177,10 +178,12 @@ fn fused<T: Float>(
     pow: impl Fn(T) -> T + Send + Sync + 'static,
 ) -> Result<Var<T>> {
     let item = FocalItem { alpha, gamma, pow };
-    WeightedPointwise::new("sigmoid_focal", reduction, None, None, item)
+    let out = WeightedPointwise::new("sigmoid_focal", reduction, None, None, item)
         // the targets' values are checked in the op's forward pass
         .in_unit_interval([None, Some("target")])
-        .apply(logits, target)
+        .apply(logits, target)?;
+    checks::logits("sigmoid_focal", "logits", logits, false);
+    Ok(out)
 }
 
 /// Checks shared by [`sigmoid_focal`] and its twin.

@@ -16,6 +16,7 @@ use super::rows::{
     check_ids, constant_rows, reduce_rows, reduce_rows_naive, row, sum_others, true_class,
     upstream, Lse, Rows,
 };
+use crate::checks;
 use crate::common::{filled, no_batchmean, rows_map2, slots, unfilled, Reduction};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::vectorized;
@@ -59,7 +60,9 @@ pub fn brier<T: Float>(
     opts: &BrierOptions,
 ) -> Result<Var<T>> {
     let op = Brier::new(&logits.shape(), target, opts)?;
-    logits.tape().clone().apply(op, &[logits])
+    let out = logits.tape().clone().apply(op, &[logits])?;
+    checks::logits(OP, "logits", logits, true);
+    Ok(out)
 }
 
 struct Brier {

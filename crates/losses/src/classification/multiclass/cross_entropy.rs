@@ -43,6 +43,7 @@ use super::rows::{
     at, buf_blocks, check_ids, class_of, class_weight, grad_rows, map_rows, naive_classes,
     per_class, reduce_rows, reduce_rows_naive, row, row_blocks, rows_of, upstream, Lse, Rows,
 };
+use crate::checks;
 use crate::common::{
     assume_init, check_option, check_unit_interval, filled, no_batchmean, outside_unit, same_shape,
     slots, unfilled, Reduction, Upstream,
@@ -164,11 +165,20 @@ pub fn cross_entropy<'a, T: Float>(
         CrossEntropyTarget::Classes(ids) => {
             let mut op = ClassCe::new(&logits.shape(), ids, opts)?;
             op.keep_exps = tape.grad_enabled() && logits.requires_grad();
-            tape.apply(op, &[logits])
+            let out = tape.apply(op, &[logits])?;
+            checks::logits(OP, "logits", logits, true);
+            checks::class_ids(&tape, OP, ids, opts.ignore_index);
+            // a weighted mean divides by Σ w_y: the weights' scale cancels
+            if let (Some(w), false) = (&opts.weight, opts.reduction.is_mean()) {
+                checks::class_weights(&tape, OP, "weight", w, ids, Some(opts.ignore_index));
+            }
+            Ok(out)
         }
         CrossEntropyTarget::Probs(probs) => {
             let op = SoftCe::new(&logits.shape(), &probs.shape(), opts)?;
-            tape.apply(op, &[logits, probs])
+            let out = tape.apply(op, &[logits, probs])?;
+            checks::logits(OP, "logits", logits, true);
+            Ok(out)
         }
     }
 }

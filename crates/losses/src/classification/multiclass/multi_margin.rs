@@ -12,6 +12,7 @@ use super::rows::{
     at, check_ids, class_weight, constant_rows, naive_classes, per_class, reduce_rows,
     reduce_rows_naive, row, sum_others, upstream, Rows,
 };
+use crate::checks;
 use crate::common::{
     assume_init, check_option, filled, no_batchmean, rows_map2, slots, unfilled, Reduction,
 };
@@ -79,7 +80,13 @@ pub fn multi_margin<T: Float>(
     opts: &MultiMarginOptions,
 ) -> Result<Var<T>> {
     let op = MultiMargin::new(&scores.shape(), target, opts)?;
-    scores.tape().clone().apply(op, &[scores])
+    let tape = scores.tape().clone();
+    let out = tape.apply(op, &[scores])?;
+    // the mean divides by the number of rows, not by Σ w_y
+    if let Some(w) = &opts.weight {
+        checks::class_weights(&tape, OP, "weight", w, target, None);
+    }
+    Ok(out)
 }
 
 struct MultiMargin<T> {

@@ -13,6 +13,7 @@ use super::rows::{
     at, check_ids, class_of, class_weight, constant_rows, grad_rows, naive_classes, per_class,
     reduce_rows, reduce_rows_naive, upstream, Rows,
 };
+use crate::checks;
 use crate::common::{no_batchmean, Reduction};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::{Float, Shape, Tensor};
@@ -73,7 +74,15 @@ pub fn nll<T: Float>(
     opts: &NllOptions,
 ) -> Result<Var<T>> {
     let op = Nll::new(&log_probs.shape(), target, opts)?;
-    log_probs.tape().clone().apply(op, &[log_probs])
+    let tape = log_probs.tape().clone();
+    let out = tape.apply(op, &[log_probs])?;
+    checks::log_probs(OP, log_probs);
+    checks::class_ids(&tape, OP, target, opts.ignore_index);
+    // a weighted mean divides by Σ w_y: the weights' scale cancels
+    if let (Some(w), false) = (&opts.weight, opts.reduction.is_mean()) {
+        checks::class_weights(&tape, OP, "weight", w, target, Some(opts.ignore_index));
+    }
+    Ok(out)
 }
 
 struct Nll<T> {

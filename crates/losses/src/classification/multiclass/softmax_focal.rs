@@ -17,6 +17,7 @@ use super::rows::{
     at, check_ids, class_of, class_weight, constant_rows, naive_classes, per_class, reduce_rows,
     reduce_rows_naive, row, true_class, upstream, Lse, Rows,
 };
+use crate::checks;
 use crate::common::{check_option, filled, no_batchmean, rows_map2, slots, unfilled, Reduction};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::vectorized;
@@ -83,7 +84,15 @@ pub fn softmax_focal<T: Float>(
     opts: &SoftmaxFocalOptions,
 ) -> Result<Var<T>> {
     let op = Focal::new(&logits.shape(), target, opts)?;
-    logits.tape().clone().apply(op, &[logits])
+    let tape = logits.tape().clone();
+    let out = tape.apply(op, &[logits])?;
+    checks::logits(OP, "logits", logits, true);
+    checks::class_ids(&tape, OP, target, opts.ignore_index);
+    // the mean divides by the number of items, not by Σ α_y
+    if let Some(a) = &opts.alpha {
+        checks::class_weights(&tape, OP, "alpha", a, target, Some(opts.ignore_index));
+    }
+    Ok(out)
 }
 
 struct Focal<T> {
