@@ -17,7 +17,7 @@ pub mod doors;
 /// The types most programs use.
 pub mod prelude {
     pub use lossgraph_autodiff::{
-        gradcheck, CustomOp, Error, GradcheckOptions, Gradients, Result, Tape, Var,
+        gradcheck, CustomOp, Error, GradcheckOptions, Gradients, Result, Tape, Var, Warning,
     };
     pub use lossgraph_tensor::{Float, IndexTensor, Shape, Tensor};
 }
@@ -26,8 +26,8 @@ pub mod prelude {
 #[doc = include_str!("../README.md")]
 pub mod readme {}
 
-/// The guide: one page per loss family, numerical stability, and writing
-/// your own fused op. The pages live in `docs/`; they are included here so
+/// The guide: one page per loss family, numerical stability, writing your
+/// own fused op, check mode, and the classic exercises answered in code. The pages live in `docs/`; they are included here so
 /// that every Rust snippet in them is compiled and run as a doctest.
 pub mod guide {
     #[doc = include_str!("../docs/regression.md")]
@@ -46,4 +46,8 @@ pub mod guide {
     pub mod numerical_stability {}
     #[doc = include_str!("../docs/custom-ops.md")]
     pub mod custom_ops {}
+    #[doc = include_str!("../docs/checks.md")]
+    pub mod checks {}
+    #[doc = include_str!("../docs/exercises.md")]
+    pub mod exercises {}
 }

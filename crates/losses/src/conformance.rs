@@ -144,6 +144,9 @@ pub struct Outcome {
     /// (the format allows it: "inputs not named there are not checked"), so
     /// nothing was compared for them; counted in the report, never hidden.
     pub unchecked: Vec<String>,
+    /// The kinds of the check-mode warnings the run recorded (cases run
+    /// with check mode on; see `docs/checks.md` for the ones that trip).
+    pub warnings: Vec<String>,
 }
 
 /// Tolerances per dtype: `|actual − expected| ≤ atol + rtol·|expected|`.
@@ -463,9 +466,23 @@ fn unchecked_inputs(case: &Case) -> Vec<String> {
     }
 }
 
-fn run_typed<T: Float>(case: &Case, dtype: &str) -> Option<String> {
+/// Run a case on a tape in check mode: the failure, if any, and the kinds of
+/// the warnings recorded (check mode never changes a value, so every case
+/// must pass with it on).
+fn run_typed<T: Float>(case: &Case, dtype: &str) -> (Option<String>, Vec<String>) {
     let tape = Tape::<T>::new();
-    let built = build(&tape, &case.call, Flavor::Fused);
+    tape.set_check_mode(true);
+    let failure = check_typed(&tape, case, dtype);
+    let warnings = tape
+        .warnings()
+        .iter()
+        .map(|w| w.kind().to_string())
+        .collect();
+    (failure, warnings)
+}
+
+fn check_typed<T: Float>(tape: &Tape<T>, case: &Case, dtype: &str) -> Option<String> {
+    let built = build(tape, &case.call, Flavor::Fused);
     match (&case.expect, built) {
         (Expect::Error(kind), Err(e)) => {
             let got = format!("{:?}", e.kind());
@@ -516,23 +533,27 @@ pub fn run_case(case: &Case, dtype: &str) -> Outcome {
     let res = catch_unwind(AssertUnwindSafe(|| match dtype {
         "f64" => run_typed::<f64>(case, dtype),
         "f32" => run_typed::<f32>(case, dtype),
-        other => Some(format!("unknown dtype {other}")),
+        other => (Some(format!("unknown dtype {other}")), Vec::new()),
     }));
-    let failure = match res {
+    let (failure, warnings) = match res {
         Ok(f) => f,
-        Err(p) => Some(format!(
-            "panicked: {}",
-            p.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default()
-        )),
+        Err(p) => (
+            Some(format!(
+                "panicked: {}",
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            )),
+            Vec::new(),
+        ),
     };
     Outcome {
         id: case.id.clone(),
         dtype: dtype.to_string(),
         failure,
         unchecked: unchecked_inputs(case),
+        warnings,
     }
 }
 
