@@ -8,9 +8,14 @@ kernels), and training carries such differences along, so a figure passes
 within 2% relative or 0.01 absolute of the README's. A figure that moves by
 more is a change in what the example shows: update the README with it.
 
+Each example runs with check mode on (LOSSGRAPH_CHECK=1, docs/checks.md): it
+changes no figure, and an example that prints a `lossgraph check:` warning
+fails.
+
 Usage: .ci/examples.py [DIR]  (DIR: where the release examples were built,
 default target/release/examples)
 """
+import os
 import re
 import subprocess
 import sys
@@ -41,7 +46,8 @@ def main():
     passed = failed = 0
     for name, want in rows:
         t0 = time.time()
-        proc = subprocess.run([str(bins / name)], cwd=ROOT, capture_output=True, text=True)
+        env = dict(os.environ, LOSSGRAPH_CHECK="1")
+        proc = subprocess.run([str(bins / name)], cwd=ROOT, capture_output=True, text=True, env=env)
         secs = time.time() - t0
         lines = [l for l in proc.stdout.splitlines() if l.startswith("result: ")]
         if proc.returncode != 0 or not lines:
@@ -49,7 +55,7 @@ def main():
             failed += 1
             continue
         got = dict(kv.split("=", 1) for kv in lines[-1][len("result: "):].split())
-        bad = []
+        bad = [l for l in proc.stderr.splitlines() if l.startswith("lossgraph check:")]
         for key, w in want.items():
             if key not in got:
                 bad.append(f"{key} missing")
