@@ -65,3 +65,9 @@ plot bradley_terry dpo:variant=sigmoid,hinge,ipo:beta=0.5 --against margin --ran
 
 # which item gets how much gradient: token mean vs per-row mean
 plot --preset reductions --out $out/reductions.png
+
+# exercise 5 of docs/exercises.md: mse, mae, huber δ=1 over residuals −5..5
+plot mse mae huber:delta=1 --range -5,5 \
+  --title "Exercise 5: MSE, MAE and Huber (δ = 1) over residuals −5..5" \
+  --note "Gradients from the tape: MSE 2r grows without bound, MAE sign(r) (0 at r = 0), Huber r inside |r| ≤ 1 and ±1 outside." \
+  --out $out/exercise-gradients.png

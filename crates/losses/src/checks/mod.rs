@@ -96,9 +96,17 @@ pub(crate) fn log_probs<T: Float>(op: &str, input: &Var<T>) {
     let x = value.as_slice();
     let (positive, max) = scan::positives(x);
     let c = value.dims().last().copied().unwrap_or(1);
-    let worst_row = (value.ndim() >= 2 && c >= 2)
-        .then(|| scan::worst_lse(x, c))
-        .flatten();
+    let worst_row = if value.ndim() >= 2 && c >= 2 {
+        // the first rows' log-sum-exps by the tensor kernel (vectorised)
+        let rows = (x.len() / c).min(scan::LSE_ROWS);
+        let lse = value
+            .reshape([x.len() / c, c])
+            .and_then(|v| v.narrow(0, 0, rows))
+            .and_then(|v| v.logsumexp(1, false));
+        lse.ok().and_then(|l| scan::worst_lse(l.as_slice()))
+    } else {
+        None
+    };
     if positive > 0 || worst_row.is_some() {
         input.tape().warn(Warning::NotLogProbabilities {
             op: op.to_string(),

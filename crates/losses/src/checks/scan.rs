@@ -2,6 +2,7 @@
 //! each returning what it found (or `None` as soon as it is clear there is
 //! nothing to find, so correct input usually costs a few elements).
 
+use crate::common::first_where;
 use lossgraph_tensor::Float;
 
 /// Row sums within this of 1 count as "sums to 1" (f32 softmax rows are
@@ -36,8 +37,13 @@ pub(crate) fn worst_row_sum<T: Float>(x: &[T], c: usize) -> f64 {
 }
 
 /// How many values are positive beyond rounding (`> 1e-6`), and the largest
-/// value.
+/// value. Log-probabilities have none, and are cleared by one vectorised
+/// count ([`first_where`]); the count and the maximum are taken only then.
 pub(crate) fn positives<T: Float>(x: &[T]) -> (usize, f64) {
+    let tol = T::of(1e-6);
+    if first_where(x, move |v| v > tol).is_none() {
+        return (0, f64::NAN);
+    }
     x.iter()
         .map(|v| v.as_f64())
         .fold((0, f64::NEG_INFINITY), |(n, m), v| {
@@ -45,24 +51,16 @@ pub(crate) fn positives<T: Float>(x: &[T]) -> (usize, f64) {
         })
 }
 
-/// Among the first [`LSE_ROWS`] rows of `c` values, the one whose
-/// log-sum-exp is farthest from 0, when that is more than [`LSE_TOL`]
-/// (rows with a non-finite value are skipped: anomaly mode's business).
-pub(crate) fn worst_lse<T: Float>(x: &[T], c: usize) -> Option<(usize, f64)> {
-    x.chunks_exact(c)
-        .take(LSE_ROWS)
+/// Of the rows' log-sum-exps `lse`, the one farthest from 0, when that is
+/// more than [`LSE_TOL`] (non-finite ones are skipped: anomaly mode's
+/// business).
+pub(crate) fn worst_lse<T: Float>(lse: &[T]) -> Option<(usize, f64)> {
+    lse.iter()
+        .map(|v| v.as_f64())
         .enumerate()
-        .filter_map(|(i, r)| {
-            let m = r
-                .iter()
-                .map(|v| v.as_f64())
-                .fold(f64::NEG_INFINITY, f64::max);
-            let s: f64 = r.iter().map(|v| (v.as_f64() - m).exp()).sum();
-            let lse = m + s.ln();
-            lse.is_finite().then_some((i, lse))
-        })
+        .filter(|(_, v)| v.is_finite())
         .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
-        .filter(|(_, lse)| lse.abs() > LSE_TOL)
+        .filter(|(_, v)| v.abs() > LSE_TOL)
 }
 
 /// A likely padding id in class-id rows of length `t` (see [`padding`]).
@@ -151,11 +149,9 @@ mod tests {
     fn row_sums_and_log_sum_exps() {
         assert!(worst_row_sum(&[0.2f64, 0.8, 0.5, 0.5], 2) < 1e-15);
         assert!((worst_row_sum(&[0.2f64, 0.7], 2) - 0.1).abs() < 1e-12);
-        let logp: Vec<f64> = [0.25f64, 0.75].iter().map(|p| p.ln()).collect();
-        assert_eq!(worst_lse(&logp, 2), None);
-        let (row, lse) = worst_lse(&[0.0f64, 0.0, -1.0, -1.0], 2).unwrap();
-        assert_eq!(row, 0);
-        assert!((lse - 2f64.ln()).abs() < 1e-12);
+        assert_eq!(worst_lse(&[1e-7f64, -1e-3]), None);
+        assert_eq!(worst_lse(&[0.0f64, -0.5, f64::INFINITY]), Some((1, -0.5)));
+        assert_eq!(positives(&[-1.0f64, 0.0, 1e-9]).0, 0);
         assert_eq!(positives(&[-1.0f64, 0.0, 2.0, 1e-9]), (1, 2.0));
     }
 
