@@ -29,7 +29,10 @@ fn example_names() -> Vec<String> {
 /// (`target/<profile>/deps/examples_check-…`).
 fn examples_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's path");
-    let profile = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     profile.join("examples")
 }
 
@@ -61,5 +64,9 @@ fn every_example_runs_clean_under_check_mode() {
             dirty.push(format!("{name}:\n  {}", warnings.join("\n  ")));
         }
     }
-    assert!(dirty.is_empty(), "warnings under check mode:\n{}", dirty.join("\n"));
+    assert!(
+        dirty.is_empty(),
+        "warnings under check mode:\n{}",
+        dirty.join("\n")
+    );
 }
