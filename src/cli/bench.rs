@@ -50,7 +50,8 @@ pub struct Args {
     /// Fewer repetitions (3 instead of up to 15).
     #[arg(long)]
     quick: bool,
-    /// Run only this op.
+    /// Run only this op (with --primitives: only this primitive, e.g.
+    /// `softmax` or `mlp_step`).
     #[arg(long)]
     op: Option<String>,
     /// Exactly this many timed repetitions per flavor (no time budget); for

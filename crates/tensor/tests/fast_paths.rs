@@ -131,6 +131,55 @@ fn last_axis_reductions_match_the_definition() {
     }
 }
 
+/// The first index of the row's maximum (`max`) or minimum, a NaN winning,
+/// by one scan as the definition reads.
+fn arg_extreme_by_hand(row: &[f64], max: bool) -> i64 {
+    let mut best = 0;
+    for (k, &v) in row.iter().enumerate() {
+        if v.is_nan() {
+            return k as i64;
+        }
+        let better = if max { v > row[best] } else { v < row[best] };
+        if better {
+            best = k;
+        }
+    }
+    best as i64
+}
+
+#[test]
+fn argmax_and_argmin_match_the_definition_along_rows_and_columns() {
+    for (rows, n) in [(3usize, 1usize), (4, 31), (6, 200), (300, 1100)] {
+        // few distinct values, so that most rows hold ties
+        let mut x = Tensor::<f64>::randn([rows, n], 0.0, 2.0, n as u64)
+            .unwrap()
+            .map(f64::round);
+        {
+            let v = x.make_mut();
+            v[n / 2] = f64::NAN; // row 0 carries a NaN mid-row
+            if rows > 2 {
+                v[2 * n..3 * n].fill(f64::NEG_INFINITY); // row 2 is all −∞
+            }
+            if rows > 3 {
+                v[3 * n + n - 1] = f64::INFINITY; // row 3: +∞ at the end
+            }
+        }
+        let xt = x.transpose(0, 1).unwrap(); // the strided path
+        for max in [true, false] {
+            let (rows_path, cols_path) = if max {
+                (x.argmax(1, false).unwrap(), xt.argmax(0, false).unwrap())
+            } else {
+                (x.argmin(1, false).unwrap(), xt.argmin(0, false).unwrap())
+            };
+            for (r, row) in x.as_slice().chunks(n).enumerate() {
+                let want = arg_extreme_by_hand(row, max);
+                assert_eq!(rows_path.as_slice()[r], want, "max={max} row {r}");
+                assert_eq!(cols_path.as_slice()[r], want, "max={max} column {r}");
+            }
+        }
+    }
+}
+
 #[test]
 fn softmax_backward_rules_match_the_composite_formulas() {
     for (rows, n) in [(1usize, 1usize), (3, 5), (40, 1000)] {

@@ -68,7 +68,8 @@ pub(super) fn run(args: &Args) -> u8 {
                 failed = true;
             }
         };
-    for case in cases() {
+    let wanted = |name: &str| args.op.as_deref().is_none_or(|op| op == name);
+    for case in cases().into_iter().filter(|c| wanted(c.name)) {
         let kind = match case.kind {
             Kind::Forward => "forward",
             Kind::Chain => "forward+backward",
@@ -76,13 +77,15 @@ pub(super) fn run(args: &Args) -> u8 {
         let t = time(|| (case.run)(&inputs), max_reps, exact).map_err(|e| e.to_string());
         report(case.name, case.shape, kind, t);
     }
-    let step = mlp_step().and_then(|mut step| time(&mut step, max_reps, exact));
-    report(
-        "mlp_step",
-        "784-512-512-10, batch 256, Adam",
-        "training step",
-        step,
-    );
+    if wanted("mlp_step") {
+        let step = mlp_step().and_then(|mut step| time(&mut step, max_reps, exact));
+        report(
+            "mlp_step",
+            "784-512-512-10, batch 256, Adam",
+            "training step",
+            step,
+        );
+    }
     println!("ratio = our median / PyTorch's median (below 1: faster than PyTorch)");
     if let Some(path) = &args.json {
         if !write_json(path, &rows) {

@@ -41,19 +41,21 @@ impl<T: Float> Var<T> {
     /// Maximum along `axis`; the gradient goes to the first maximal element.
     pub fn max(&self, axis: usize, keepdim: bool) -> Result<Var<T>> {
         let x = self.value();
-        let idx = x.argmax(axis, true)?;
-        let shape = x.shape().clone();
-        self.reduction("max", axis, x.max(axis, keepdim)?, move |g| {
-            Ok(Tensor::scatter_add(&shape, axis, &idx, &g)?)
+        let y = x.max(axis, keepdim)?;
+        // the winners are found when backward asks (the value is shared,
+        // not copied), so a forward without gradients does not pay for them
+        self.reduction("max", axis, y, move |g| {
+            let idx = x.argmax(axis, true)?;
+            Ok(Tensor::scatter_add(x.shape(), axis, &idx, &g)?)
         })
     }
     /// Minimum along `axis`; the gradient goes to the first minimal element.
     pub fn min(&self, axis: usize, keepdim: bool) -> Result<Var<T>> {
         let x = self.value();
-        let idx = x.neg().argmax(axis, true)?;
-        let shape = x.shape().clone();
-        self.reduction("min", axis, x.min(axis, keepdim)?, move |g| {
-            Ok(Tensor::scatter_add(&shape, axis, &idx, &g)?)
+        let y = x.min(axis, keepdim)?;
+        self.reduction("min", axis, y, move |g| {
+            let idx = x.argmin(axis, true)?;
+            Ok(Tensor::scatter_add(x.shape(), axis, &idx, &g)?)
         })
     }
     /// `log Σ eˣ` along `axis`; rule `g · softmax(x)` along the axis.
