@@ -12,6 +12,11 @@
 //!   weight decay), [`Adam`], [`AdamW`]; [`clip_grad_norm`]; a
 //!   [`CosineSchedule`] with linear warm-up.
 //! - Data: [`train_test_split`] and [`Batches`] (seeded), [`select_rows`].
+//! - [`Objective`]: weighted multi-term losses with per-term gradient
+//!   diagnostics and balancing (fixed, uncertainty weighting, GradNorm).
+//! - Exact reductions over parts of a batch: [`GradAccumulator`],
+//!   [`accumulate`] (micro-batches) and [`data_parallel`] (rayon shards),
+//!   with the global denominator summed before the loss.
 //! - [`checkpoint`]: save and load in the safetensors format, bit-exact and
 //!   all or nothing.
 //!
@@ -49,19 +54,23 @@
 //! # Ok::<(), lossgraph_autodiff::Error>(())
 //! ```
 
+mod accumulate;
 pub mod checkpoint;
 mod clip;
 mod data;
 mod init;
 mod layers;
+pub mod objective;
 mod optim;
 mod params;
 mod schedule;
 
+pub use accumulate::{accumulate, data_parallel, global_denominator, GradAccumulator};
 pub use clip::clip_grad_norm;
 pub use data::{select_rows, train_test_split, Batches};
 pub use init::{fans, gain, FanMode, Init};
 pub use layers::{gelu, relu, sigmoid, tanh, Activation, Linear, Mlp, Module, Sequential};
+pub use objective::{GradNormOptions, Objective, Shared, Step, TermValue};
 pub use optim::{Adam, AdamOptions, AdamW, AdamWOptions, Optimizer, Sgd, SgdOptions};
 pub use params::{Bound, Param, ParamGrads, ParamId, ParamStore};
 pub use schedule::CosineSchedule;

@@ -366,6 +366,88 @@ impl<T: Float> ParamGrads<T> {
             .sum::<f64>()
             .sqrt()
     }
+    /// Add `other`'s gradients to these, slot by slot (`None` counts as
+    /// zero): how gradients of micro-batches, shards or terms are summed.
+    ///
+    /// # Errors
+    /// `StoreMismatch` when `other` was taken for another store;
+    /// `InvalidOption` for another slot count; `ShapeMismatch` for a slot of
+    /// another shape. Nothing is added on error.
+    pub fn add(&mut self, other: &ParamGrads<T>) -> Result<()> {
+        const OP: &str = "ParamGrads::add";
+        if other.store != self.store {
+            return Err(store_err(
+                OP,
+                "the gradients were taken for another parameter store",
+            ));
+        }
+        if other.grads.len() != self.grads.len() {
+            return Err(option_err(
+                OP,
+                format!(
+                    "{} gradient slots added to {}",
+                    other.grads.len(),
+                    self.grads.len()
+                ),
+            ));
+        }
+        for (a, b) in self.grads.iter().zip(&other.grads) {
+            if let (Some(a), Some(b)) = (a, b) {
+                if a.shape() != b.shape() {
+                    return Err(lossgraph_tensor::Error::shape(
+                        OP,
+                        &[a.dims(), b.dims()],
+                        "a gradient slot has another shape",
+                    )
+                    .into());
+                }
+            }
+        }
+        for (a, b) in self.grads.iter_mut().zip(&other.grads) {
+            match (a, b) {
+                (Some(a), Some(b)) => a.add_assign(b)?, // shapes checked above
+                (a @ None, Some(b)) => *a = Some(b.clone()),
+                (_, None) => {}
+            }
+        }
+        Ok(())
+    }
+    /// The Euclidean norm of the gradients of `ids` only (accumulated in
+    /// f64; an absent gradient counts as zero): the gradient pressure on a
+    /// chosen part of the model.
+    ///
+    /// # Errors
+    /// `StoreMismatch` when an id belongs to another store.
+    pub fn norm_of(&self, ids: &[ParamId]) -> Result<f64> {
+        Ok(self.dot_of(self, ids)?.sqrt())
+    }
+    /// `Σ ⟨self_p, other_p⟩` over the parameters `ids` (in f64; an absent
+    /// gradient counts as zero): with [`Self::norm_of`], the cosine between
+    /// two gradients on a chosen part of the model.
+    ///
+    /// # Errors
+    /// `StoreMismatch` when `other` or an id belongs to another store.
+    pub fn dot_of(&self, other: &ParamGrads<T>, ids: &[ParamId]) -> Result<f64> {
+        const OP: &str = "ParamGrads::dot_of";
+        if other.store != self.store || ids.iter().any(|id| id.store != self.store) {
+            return Err(store_err(
+                OP,
+                "the gradients or ids belong to another store",
+            ));
+        }
+        let mut s = 0.0;
+        for id in ids {
+            if let (Some(a), Some(b)) = (self.slot(id.index), other.slot(id.index)) {
+                s += a
+                    .as_slice()
+                    .iter()
+                    .zip(b.as_slice())
+                    .map(|(&x, &y)| x.as_f64() * y.as_f64())
+                    .sum::<f64>();
+            }
+        }
+        Ok(s)
+    }
     /// Multiply every gradient by `s` in place.
     pub fn scale(&mut self, s: T) {
         for g in self.grads.iter_mut().flatten() {
