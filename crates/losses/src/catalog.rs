@@ -391,6 +391,8 @@ pub fn option_families(op: &str) -> Vec<BTreeMap<String, OptValue>> {
     use OptValue::{Bool, List, Num, Str};
     let none = || ("reduction", Str("none".into()));
     let sum = || ("reduction", Str("sum".into()));
+    // a mean over a part of a batch, divided by the whole batch's count
+    let denominator = || ("denominator", Num(7.5));
     let mut v = vec![opts(&[])];
     let more: Vec<BTreeMap<String, OptValue>> = match op {
         "mse" | "mae" | "log_cosh" => vec![opts(&[none()]), opts(&[sum()])],
@@ -416,8 +418,11 @@ pub fn option_families(op: &str) -> Vec<BTreeMap<String, OptValue>> {
             opts(&[("label_smoothing", Num(0.1))]),
             opts(&[("soft_targets", Bool(true)), none()]),
             opts(&[("ignore_index", Num(0.0)), sum()]),
+            opts(&[("ignore_index", Num(0.0)), denominator()]),
+            opts(&[("soft_targets", Bool(true)), denominator()]),
         ],
-        "nll" | "brier" => vec![opts(&[none()])],
+        "nll" => vec![opts(&[none()]), opts(&[denominator()])],
+        "brier" => vec![opts(&[none()])],
         "hinge" => vec![opts(&[("margin", Num(0.5)), none()])],
         "multi_margin" => vec![
             opts(&[("p", Num(2.0)), none()]),
@@ -452,11 +457,23 @@ pub fn option_families(op: &str) -> Vec<BTreeMap<String, OptValue>> {
             opts(&[("variant", Str("hinge".into()))]),
             opts(&[("variant", Str("ipo".into()))]),
         ],
-        "masked_mean" => vec![opts(&[("per_row", Bool(true))])],
-        "weighted_mean" => vec![opts(&[("eps", Num(1e-3))])],
+        "masked_mean" => vec![
+            opts(&[("per_row", Bool(true))]),
+            opts(&[denominator()]),
+            opts(&[("per_row", Bool(true)), denominator()]),
+        ],
+        "weighted_mean" => vec![
+            opts(&[("eps", Num(1e-3))]),
+            opts(&[("eps", Num(1e-3)), denominator()]),
+        ],
         "linear_cross_entropy" => vec![
             opts(&[("label_smoothing", Num(0.1)), none()]),
             opts(&[("chunk", Num(2.0))]),
+            opts(&[
+                ("chunk", Num(2.0)),
+                ("ignore_index", Num(0.0)),
+                denominator(),
+            ]),
         ],
         _ => vec![],
     };

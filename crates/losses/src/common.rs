@@ -65,6 +65,34 @@ pub fn no_batchmean(op: &str, r: Reduction) -> Result<()> {
     Ok(())
 }
 
+/// Check the `denominator` option: the global count a `mean` divides by
+/// when the batch is split into parts (micro-batches, data-parallel shards),
+/// so that the parts' gradients add up to the whole batch's. It must be
+/// finite and `>= 0` (0 follows the empty-denominator rule: loss and
+/// gradients 0), and it only means something for `reduction = mean`.
+///
+/// # Errors
+/// `InvalidOption` otherwise.
+pub fn check_denominator(op: &str, d: Option<f64>, r: Reduction) -> Result<()> {
+    let Some(d) = d else { return Ok(()) };
+    check_option(op, "denominator", d, d.is_finite() && d >= 0.0, "[0, ∞)")?;
+    if r != Reduction::Mean {
+        return Err(Error::option(
+            op,
+            "denominator",
+            format!("applies to reduction = mean only, not {}", r.name()),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The denominator a `mean` divides by: the `denominator` option when given
+/// (the whole batch's count), else `local` (this call's own count).
+pub fn mean_denominator<T: Float>(d: Option<f64>, local: T) -> T {
+    d.map_or(local, T::of)
+}
+
 /// Reduce per-item losses of `shape`; `mean` over `count` items (0 when
 /// `count` is 0: the project's empty-denominator rule).
 pub fn reduce<T: Float>(
@@ -73,15 +101,26 @@ pub fn reduce<T: Float>(
     r: Reduction,
     count: usize,
 ) -> Result<Tensor<T>> {
+    reduce_over(loss, shape, r, T::of(count as f64))
+}
+
+/// [`reduce`] with the mean's denominator as a number (a weight total, or
+/// the `denominator` option): `mean` is `Σ/denom`, 0 when `denom` is 0.
+pub fn reduce_over<T: Float>(
+    loss: Vec<T>,
+    shape: Shape,
+    r: Reduction,
+    denom: T,
+) -> Result<Tensor<T>> {
     Ok(match r {
         Reduction::None => Tensor::from_vec(loss, shape)?,
         Reduction::Sum => Tensor::scalar(simd::sum_of(&loss)),
         Reduction::Mean | Reduction::BatchMean => {
             let s: T = simd::sum_of(&loss);
-            Tensor::scalar(if count == 0 {
+            Tensor::scalar(if denom == T::zero() {
                 T::zero()
             } else {
-                s / T::of(count as f64)
+                s / denom
             })
         }
     })
@@ -100,13 +139,17 @@ pub enum Upstream<'a, T> {
 impl<'a, T: Float> Upstream<'a, T> {
     /// Build from the output gradient `g` of a reduction over `count` items.
     pub fn new(g: &'a Tensor<T>, r: Reduction, count: usize) -> Self {
+        Self::over(g, r, T::of(count as f64))
+    }
+    /// As [`Self::new`] for [`reduce_over`]: `g/denom` for `mean`.
+    pub fn over(g: &'a Tensor<T>, r: Reduction, denom: T) -> Self {
         match r {
             Reduction::None => Upstream::Each(g.as_slice()),
             Reduction::Sum => Upstream::Same(g.as_slice()[0]),
-            Reduction::Mean | Reduction::BatchMean => Upstream::Same(if count == 0 {
+            Reduction::Mean | Reduction::BatchMean => Upstream::Same(if denom == T::zero() {
                 T::zero()
             } else {
-                g.as_slice()[0] / T::of(count as f64)
+                g.as_slice()[0] / denom
             }),
         }
     }

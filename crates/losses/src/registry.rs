@@ -161,6 +161,25 @@ impl<'a, T: Float> Args<'a, T> {
             Some(_) => Err(self.wrong(name, "a number")),
         }
     }
+    /// A number option that has no default, if present.
+    ///
+    /// # Errors
+    /// `InvalidOption` when present but not a number.
+    pub fn maybe_num(&mut self, name: &str) -> Result<Option<f64>> {
+        match self.opt(name) {
+            None => Ok(None),
+            Some(OptValue::Num(v)) => Ok(Some(*v)),
+            Some(_) => Err(self.wrong(name, "a number")),
+        }
+    }
+    /// The `denominator` option (none by default): the whole batch's count
+    /// for a `mean` computed over a part of it.
+    ///
+    /// # Errors
+    /// `InvalidOption` when present but not a number.
+    pub fn denominator(&mut self) -> Result<Option<f64>> {
+        self.maybe_num("denominator")
+    }
     /// An integer option, or `default`.
     ///
     /// # Errors

@@ -130,13 +130,22 @@ pub(crate) fn bce_probs<T: Float>(op: &str, probs: &Var<T>) {
 }
 
 /// Checks 4 and 8 on class-id targets: a padding id that `ignore` does not
-/// match (ids with a sequence axis, `[..., T]`), and every id ignored.
-pub(crate) fn class_ids<T: Float>(tape: &Tape<T>, op: &str, ids: &Tensor<i64>, ignore: i64) {
+/// match (ids with a sequence axis, `[..., T]`), and every id ignored — the
+/// latter only when the mean counts this call's own ids (`outside_count` is
+/// false): a micro-batch of only ignored ids, under the whole batch's
+/// `denominator`, rightly adds nothing.
+pub(crate) fn class_ids<T: Float>(
+    tape: &Tape<T>,
+    op: &str,
+    ids: &Tensor<i64>,
+    ignore: i64,
+    outside_count: bool,
+) {
     if !tape.check_mode() {
         return;
     }
     let y = ids.as_slice();
-    if !y.is_empty() && y.iter().all(|&v| v == ignore) {
+    if !outside_count && !y.is_empty() && y.iter().all(|&v| v == ignore) {
         tape.warn(Warning::AllTargetsIgnored {
             op: op.to_string(),
             targets: y.len(),

@@ -25,7 +25,8 @@
 
 use crate::checks;
 use crate::common::{
-    check_option, eager_inputs, no_batchmean, reduce, reduce_naive, Reduction, UnitGrads, Upstream,
+    check_denominator, check_option, eager_inputs, mean_denominator, no_batchmean, reduce_naive,
+    reduce_over, Reduction, UnitGrads, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized};
@@ -47,6 +48,12 @@ pub struct LinearCrossEntropyOptions {
     /// Rows per block (default 256, ≥ 1): at most `chunk × V` logits are held
     /// at once.
     pub chunk: usize,
+    /// The mean's denominator from outside (default none: this call's own
+    /// count, the rows not ignored): the whole batch's, when this call sees
+    /// a part of it (a micro-batch, a data-parallel shard), so that the
+    /// parts' gradients add up to the batch's. Only with `reduction = mean`;
+    /// finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 impl Default for LinearCrossEntropyOptions {
@@ -56,6 +63,7 @@ impl Default for LinearCrossEntropyOptions {
             ignore_index: -100,
             label_smoothing: 0.0,
             chunk: 256,
+            denominator: None,
         }
     }
 }
@@ -77,6 +85,7 @@ fn validate<T: Float>(
     o: &LinearCrossEntropyOptions,
 ) -> Result<Dims> {
     no_batchmean(OP, o.reduction)?;
+    check_denominator(OP, o.denominator, o.reduction)?;
     let e = o.label_smoothing;
     check_option(OP, "label_smoothing", e, (0.0..=1.0).contains(&e), "[0, 1]")?;
     check_option(OP, "chunk", o.chunk as f64, o.chunk >= 1, "integers ≥ 1")?;
@@ -127,6 +136,8 @@ struct LinearCrossEntropy<T> {
     smoothing: T,
     chunk: usize,
     reduction: Reduction,
+    /// The `denominator` option.
+    denominator: Option<f64>,
     /// With a `sum` or `mean` reduction and gradients on, which of hidden,
     /// weight and bias need a gradient: forward then computes them for an
     /// upstream gradient of 1 (see the module docs). `None`: value only.
@@ -176,11 +187,12 @@ impl<T: Float> LinearCrossEntropy<T> {
         let t = self.target.as_slice()[i];
         (t != self.ignore_index).then_some(t as usize)
     }
-    /// Rows not ignored: the denominator of the mean.
-    fn count(&self) -> usize {
-        (0..self.dims.n)
+    /// The denominator of the mean: the rows not ignored, or the option's.
+    fn denom(&self) -> T {
+        let count = (0..self.dims.n)
             .filter(|&i| self.class(i).is_some())
-            .count()
+            .count();
+        mean_denominator(self.denominator, T::of(count as f64))
     }
     /// The blocks of rows `start..start + len` that hold a row not ignored.
     fn blocks(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
@@ -326,11 +338,11 @@ impl<T: Float> CustomOp<T> for LinearCrossEntropy<T> {
     }
     fn forward(&self, x: &[&Tensor<T>]) -> Result<(Tensor<T>, Saved<T>)> {
         let n = self.dims.n;
-        let count = self.count();
+        let denom = self.denom();
         let mut loss = vec![T::zero(); n];
         let mut lse = vec![T::zero(); n];
         let one = Tensor::scalar(T::one());
-        let unit = Upstream::new(&one, self.reduction, count);
+        let unit = Upstream::over(&one, self.reduction, denom);
         let mut grads = self.eager.as_ref().map(|need| self.new_grads(need));
         for (start, len) in self.blocks() {
             let (hb, mut z) = self.logits(x, start, len)?;
@@ -342,7 +354,7 @@ impl<T: Float> CustomOp<T> for LinearCrossEntropy<T> {
                 self.accumulate(x[1], &hb, &z, start, g)?;
             }
         }
-        let out = reduce(loss, self.target.shape().clone(), self.reduction, count)?;
+        let out = reduce_over(loss, self.target.shape().clone(), self.reduction, denom)?;
         let saved = Saved {
             lse,
             unit_grads: UnitGrads::new(grads.map(Grads::into_vec)),
@@ -359,7 +371,7 @@ impl<T: Float> CustomOp<T> for LinearCrossEntropy<T> {
             Some(g) => g,
             None => {
                 let x: Vec<&Tensor<T>> = cx.inputs.iter().collect();
-                let up = Upstream::new(cx.grad_output, self.reduction, self.count());
+                let up = Upstream::over(cx.grad_output, self.reduction, self.denom());
                 self.recompute(&x, &cx.saved.lse, up, cx.needs_grad)?
                     .into_vec()
             }
@@ -446,12 +458,13 @@ pub fn linear_cross_entropy<T: Float>(
         smoothing: T::of(opts.label_smoothing),
         chunk: opts.chunk,
         reduction: opts.reduction,
+        denominator: opts.denominator,
         eager,
     };
     let tape = hidden.tape().clone();
     let out = tape.apply(op, &inputs)?;
     if tape.check_mode() {
-        checks::class_ids(&tape, OP, target, opts.ignore_index);
+        checks::class_ids(&tape, OP, target, opts.ignore_index, opts.denominator.is_some());
         let sample = first_logits(hidden, weight, bias, dims.n.min(CHECKED_ROWS))?;
         checks::logit_values(&tape, OP, "logits (h·Wᵀ + b)", &sample, true, None);
     }
@@ -529,10 +542,12 @@ pub fn linear_cross_entropy_naive<T: Float>(
     let loss = loss
         .mul(&tape.constant(Tensor::from_vec(mask, [n])?))?
         .reshape(target.shape().clone())?;
-    let count = kept.iter().filter(|&&k| k).count();
+    let count = kept.iter().filter(|&&k| k).count() as f64;
+    let count = opts.denominator.unwrap_or(count);
     match opts.reduction {
-        Reduction::Mean if count > 0 => loss.sum_all()?.mul_scalar(T::one() / T::of(count as f64)),
-        Reduction::Mean => loss.sum_all(),
+        Reduction::Mean if count > 0.0 => loss.sum_all()?.mul_scalar(T::one() / T::of(count)),
+        // an empty denominator: 0 (every row ignored sums to 0 already)
+        Reduction::Mean => loss.sum_all()?.mul_scalar(T::zero()),
         r => reduce_naive(loss, r),
     }
 }

@@ -39,6 +39,7 @@ fn build_linear_cross_entropy<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Resu
         ignore_index: a.int("ignore_index", d.ignore_index)?,
         label_smoothing: a.num("label_smoothing", d.label_smoothing)?,
         chunk: usize::try_from(chunk).unwrap_or(usize::MAX),
+        denominator: a.denominator()?,
     };
     let (hidden, weight) = (a.real("hidden")?, a.real("weight")?);
     let bias = if a.has("bias") {

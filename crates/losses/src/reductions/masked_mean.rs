@@ -16,11 +16,17 @@
 //! Gradients, with `D = Σ m + ε` and `μ` the mean (per row for `per_row`, the
 //! whole scaled by `1/R` over the `R` kept rows): `∂/∂ℓᵢ = mᵢ / D`,
 //! `∂/∂mᵢ = (ℓᵢ − μ) / D`.
+//!
+//! The `denominator` option takes the count from outside — the whole
+//! batch's, when this call sees a part of it — so that the parts' gradients
+//! add up to the batch's: for the token mean it replaces `Σ m` (so
+//! `D = denominator + ε`), for `per_row` the number of kept rows (parts must
+//! then hold whole rows). `D` is then a constant: `∂/∂mᵢ = ℓᵢ / D`.
 
 use crate::checks;
 use crate::common::{
-    check_option, check_unit_interval, count_where, fill_two_grads, first_where, grads_as_tensors,
-    outside_unit, pow2_scale, row_fill2, row_sums, same_shape,
+    check_denominator, check_option, check_unit_interval, count_where, fill_two_grads, first_where,
+    grads_as_tensors, outside_unit, pow2_scale, row_fill2, row_sums, same_shape, Reduction,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Tape, Var};
 use lossgraph_tensor::simd::{self, vectorized};
@@ -35,6 +41,12 @@ pub struct MaskedMeanOptions {
     /// Average each row of the last axis first, then the rows that keep any
     /// item (default `false`: one mean over every kept item).
     pub per_row: bool,
+    /// The count from outside (default none: this call's own): replaces
+    /// `Σ m` (the token mean) or the number of kept rows (`per_row`) — the
+    /// whole batch's, when this call sees a part of it (a micro-batch, a
+    /// data-parallel shard), so that the parts' gradients add up to the
+    /// batch's. Finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 /// Masked mean `Σ m·ℓ / (Σ m + eps)` of `values` under `mask`, a 0-d output.
@@ -76,8 +88,12 @@ pub fn masked_mean<T: Float>(
     // the mask's values are checked by the op's forward, in its one pass
     let rule = WeightRule::UnitInterval;
     let out = RatioMean::new("masked_mean", opts.eps, opts.per_row, rule, &values.shape())
+        .with_denominator(opts.denominator)
         .apply(values, mask)?;
-    checks::all_masked("masked_mean", "mask", mask);
+    // a part of a batch may hold only masked items when the count comes from outside
+    if opts.denominator.is_none() {
+        checks::all_masked("masked_mean", "mask", mask);
+    }
     Ok(out)
 }
 
@@ -88,6 +104,7 @@ fn check_shape_and_eps<T: Float>(
 ) -> Result<()> {
     let op = "masked_mean";
     check_eps(op, opts.eps)?;
+    check_denominator(op, opts.denominator, Reduction::Mean)?;
     same_shape(op, &values.shape(), &mask.shape(), "values and mask")
 }
 
@@ -155,9 +172,13 @@ pub(super) struct RatioMean {
     rule: WeightRule,
     rows: usize,
     c: usize,
+    per_row: bool,
+    /// The `denominator` option: `Σ w` (one row) or the kept rows (per row).
+    outer: Option<f64>,
 }
 
-/// Per row: its mean `μ`, its denominator as `(D/s, s)` with `s` the
+/// Per row: the centre of `∂/∂w` (its mean `μ`; 0 when `D` is given from
+/// outside and so does not move with `w`), its denominator as `(D/s, s)` with `s` the
 /// power of two its weights were scaled by (1 on the plain path; see
 /// [`RatioMean::scaled_row`]), `None` for a row that keeps nothing; and the
 /// number of kept rows.
@@ -184,6 +205,21 @@ impl RatioMean {
             rule,
             rows,
             c,
+            per_row,
+            outer: None,
+        }
+    }
+    /// Take the `denominator` option (checked by the caller).
+    pub(super) fn with_denominator(mut self, d: Option<f64>) -> Self {
+        self.outer = d;
+        self
+    }
+    /// What the row means are averaged over: the kept rows, or the option's
+    /// count with `per_row` (one row otherwise: the option went into `D`).
+    fn rows_denom<T: Float>(&self, kept: usize) -> T {
+        match self.outer {
+            Some(d) if self.per_row => T::of(d),
+            _ => T::of(kept as f64),
         }
     }
     /// Record on the values' tape (shapes and `eps` already checked; forward
@@ -282,6 +318,21 @@ impl<T: Float> CustomOp<T> for RatioMean {
         let mut total = T::zero();
         // below this a sum of products may have lost digits to underflow
         let tiny = T::min_positive_value() / T::epsilon();
+        if let (Some(d), false) = (self.outer, self.per_row) {
+            // D from outside: Σ wℓ / (D + ε), a constant denominator (the
+            // plain sum: a part's D is the whole batch's, not its own Σ w)
+            // (an empty input has no row: its sum is 0)
+            let num = sums.first().map_or(T::zero(), |s| s[0]);
+            let d = T::of(d) + eps;
+            let (out, row) = if d == T::zero() {
+                (T::zero(), None)
+            } else {
+                (num / d, Some((T::zero(), d, T::one())))
+            };
+            saved.kept = usize::from(row.is_some());
+            saved.rows.push(row);
+            return Ok((Tensor::scalar(out), saved));
+        }
         for (r, [num, den, _]) in sums.into_iter().enumerate() {
             if den == T::zero() {
                 saved.rows.push(None);
@@ -302,10 +353,11 @@ impl<T: Float> CustomOp<T> for RatioMean {
                 saved.rows.push(Some(row));
             }
         }
-        let out = if saved.kept == 0 {
+        let rows: T = self.rows_denom(saved.kept);
+        let out = if rows == T::zero() {
             T::zero()
         } else {
-            total / T::of(saved.kept as f64)
+            total / rows
         };
         Ok((Tensor::scalar(out), saved))
     }
@@ -322,10 +374,11 @@ impl<T: Float> CustomOp<T> for RatioMean {
             .first()
             .copied()
             .unwrap_or(T::zero());
-        let scale = if sv.kept == 0 {
+        let rows: T = self.rows_denom(sv.kept);
+        let scale = if rows == T::zero() {
             T::zero()
         } else {
-            g / T::of(sv.kept as f64)
+            g / rows
         };
         let n = v.len();
         let ((), grads) = fill_two_grads(n, cx.needs_grad, |dv, dw| {
@@ -391,7 +444,7 @@ pub fn masked_mean_naive<T: Float>(
 ) -> Result<Var<T>> {
     validate(values, mask, opts)?;
     if !opts.per_row {
-        return ratio_naive(values, mask, opts.eps);
+        return ratio_naive(values, mask, opts.eps, opts.denominator);
     }
     let (v, m) = if values.shape().ndim() == 0 {
         (values.reshape([1])?, mask.reshape([1])?)
@@ -406,6 +459,7 @@ pub fn masked_mean_naive<T: Float>(
         .sum(axis, false)?
         .map(|s| if s == T::zero() { T::zero() } else { T::one() });
     let r: T = kept.as_slice().iter().copied().sum();
+    let r = opts.denominator.map_or(r, T::of);
     let tape = values.tape();
     let safe = Var::where_select(&kept, &den, &tape.constant(Tensor::ones(den.shape())?))?;
     let means = num.div(&safe)?.mul(&tape.constant(kept))?.sum_all()?;
@@ -417,9 +471,19 @@ pub fn masked_mean_naive<T: Float>(
 }
 
 /// `sum(w·ℓ) / (sum(w) + eps)` with primitive ops; 0 (and zero gradients)
-/// when `sum(w) = 0`.
-pub(super) fn ratio_naive<T: Float>(values: &Var<T>, w: &Var<T>, eps: f64) -> Result<Var<T>> {
+/// when `sum(w) = 0`. With a denominator `d` from outside,
+/// `sum(w·ℓ) / (d + eps)`, 0 when `d + eps = 0`.
+pub(super) fn ratio_naive<T: Float>(
+    values: &Var<T>,
+    w: &Var<T>,
+    eps: f64,
+    outer: Option<f64>,
+) -> Result<Var<T>> {
     let num = values.mul(w)?.sum_all()?;
+    if let Some(d) = outer {
+        let d = d + eps;
+        return num.mul_scalar(if d == 0.0 { T::zero() } else { T::of(1.0 / d) });
+    }
     if w.value().sum_all().item()? == T::zero() {
         return num.mul_scalar(T::zero());
     }

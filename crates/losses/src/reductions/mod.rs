@@ -37,6 +37,7 @@ fn build_masked_mean<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>
     let o = MaskedMeanOptions {
         eps: a.num("eps", 0.0)?,
         per_row: a.flag("per_row", false)?,
+        denominator: a.denominator()?,
     };
     let v = a.real("values")?;
     // an integer 0/1 mask is accepted as a constant (it has no gradient)
@@ -55,6 +56,7 @@ fn build_masked_mean<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>
 fn build_weighted_mean<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> {
     let o = WeightedMeanOptions {
         eps: a.num("eps", 0.0)?,
+        denominator: a.denominator()?,
     };
     let (v, w) = (a.real("values")?, a.real("weights")?);
     match flavor {

@@ -9,10 +9,15 @@
 //!
 //! Gradients, with `D = Σ w + ε` and `μ` the weighted mean:
 //! `∂/∂ℓᵢ = wᵢ / D`, `∂/∂wᵢ = (ℓᵢ − μ) / D`.
+//!
+//! The `denominator` option replaces `Σ w` by a total from outside — the
+//! whole batch's, when this call sees a part of it — so that the parts'
+//! gradients add up to the batch's; `D = denominator + ε` is then a
+//! constant and `∂/∂wᵢ = ℓᵢ / D`.
 
 use super::masked_mean::{check_eps, ratio_naive, RatioMean, WeightRule};
 use crate::checks;
-use crate::common::same_shape;
+use crate::common::{check_denominator, same_shape, Reduction};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::Float;
 
@@ -21,6 +26,11 @@ use lossgraph_tensor::Float;
 pub struct WeightedMeanOptions {
     /// Added to the denominator (default 0.0, must be finite and ≥ 0).
     pub eps: f64,
+    /// The total weight from outside (default none: this call's `Σ w`) —
+    /// the whole batch's, when this call sees a part of it (a micro-batch, a
+    /// data-parallel shard), so that the parts' gradients add up to the
+    /// batch's. Finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 /// Weighted mean `Σ w·ℓ / (Σ w + eps)` of `values`, a 0-d output; 0 with zero
@@ -59,8 +69,12 @@ pub fn weighted_mean<T: Float>(
     // the weights are checked by the op's forward, in its one pass
     let rule = WeightRule::NonNegative;
     let out = RatioMean::new("weighted_mean", opts.eps, false, rule, &values.shape())
+        .with_denominator(opts.denominator)
         .apply(values, weights)?;
-    checks::all_masked("weighted_mean", "weight", weights);
+    // a part of a batch may hold only masked items when the count comes from outside
+    if opts.denominator.is_none() {
+        checks::all_masked("weighted_mean", "weight", weights);
+    }
     Ok(out)
 }
 
@@ -71,6 +85,7 @@ fn check_shape_and_eps<T: Float>(
 ) -> Result<()> {
     let op = "weighted_mean";
     check_eps(op, opts.eps)?;
+    check_denominator(op, opts.denominator, Reduction::Mean)?;
     same_shape(op, &values.shape(), &weights.shape(), "values and weights")
 }
 
@@ -91,7 +106,7 @@ pub fn weighted_mean_naive<T: Float>(
     opts: &WeightedMeanOptions,
 ) -> Result<Var<T>> {
     validate(values, weights, opts)?;
-    ratio_naive(values, weights, opts.eps)
+    ratio_naive(values, weights, opts.eps, opts.denominator)
 }
 
 #[cfg(test)]

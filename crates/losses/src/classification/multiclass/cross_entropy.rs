@@ -45,8 +45,8 @@ use super::rows::{
 };
 use crate::checks;
 use crate::common::{
-    assume_init, check_option, check_unit_interval, filled, no_batchmean, outside_unit, same_shape,
-    slots, unfilled, Reduction, Upstream,
+    assume_init, check_denominator, check_option, check_unit_interval, filled, mean_denominator,
+    no_batchmean, outside_unit, same_shape, slots, unfilled, Reduction, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized, Store};
@@ -100,6 +100,12 @@ pub struct CrossEntropyOptions {
     pub label_smoothing: f64,
     /// How items are combined (default `mean`).
     pub reduction: Reduction,
+    /// The mean's denominator from outside (default none: this call's own
+    /// count, `Σ w_{y_i}` over the items not ignored, or the number of rows
+    /// with probability targets): the whole batch's, when this call sees a part of it
+    /// (a micro-batch, a data-parallel shard), so that the parts' gradients
+    /// add up to the batch's. Only with `reduction = mean`; finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 impl Default for CrossEntropyOptions {
@@ -109,6 +115,7 @@ impl Default for CrossEntropyOptions {
             ignore_index: -100,
             label_smoothing: 0.0,
             reduction: Reduction::Mean,
+            denominator: None,
         }
     }
 }
@@ -167,7 +174,7 @@ pub fn cross_entropy<'a, T: Float>(
             op.keep_exps = tape.grad_enabled() && logits.requires_grad();
             let out = tape.apply(op, &[logits])?;
             checks::logits(OP, "logits", logits, true);
-            checks::class_ids(&tape, OP, ids, opts.ignore_index);
+            checks::class_ids(&tape, OP, ids, opts.ignore_index, opts.denominator.is_some());
             // a weighted mean divides by Σ w_y: the weights' scale cancels
             if let (Some(w), false) = (&opts.weight, opts.reduction.is_mean()) {
                 checks::class_weights(&tape, OP, "weight", w, ids, Some(opts.ignore_index));
@@ -186,6 +193,7 @@ pub fn cross_entropy<'a, T: Float>(
 /// Check the options shared by both target kinds.
 fn check_options(opts: &CrossEntropyOptions) -> Result<()> {
     no_batchmean(OP, opts.reduction)?;
+    check_denominator(OP, opts.denominator, opts.reduction)?;
     let e = opts.label_smoothing;
     check_option(OP, "label_smoothing", e, (0.0..=1.0).contains(&e), "[0, 1]")
 }
@@ -222,6 +230,7 @@ impl<T: Float> ClassCe<T> {
             .filter_map(|&y| class_of(y, Some(o.ignore_index)))
             .map(|y| at(&weight, y))
             .sum();
+        let denom = mean_denominator(o.denominator, denom);
         Ok(ClassCe {
             target: ids.clone(),
             ignore: o.ignore_index,
@@ -521,6 +530,8 @@ struct SoftCe<T> {
     weight: Option<Vec<T>>,
     eps: T,
     reduction: Reduction,
+    /// The mean's denominator: the rows, or the option's.
+    denom: T,
     rows: Rows,
 }
 
@@ -533,6 +544,7 @@ impl<T: Float> SoftCe<T> {
             weight: per_class::<T>(OP, "weight", o.weight.as_deref(), rows.classes)?,
             eps: T::of(o.label_smoothing),
             reduction: o.reduction,
+            denom: mean_denominator(o.denominator, T::of(rows.rows as f64)),
             rows,
         })
     }
@@ -579,8 +591,10 @@ impl<T: Float> CustomOp<T> for SoftCe<T> {
         }
         let (loss, lse): (Vec<T>, Vec<Lse<T>>) =
             per_row.into_iter().map(|(l, s, _)| (l, s)).unzip();
-        let n = T::of(self.rows.rows as f64);
-        Ok((reduce_rows(loss, &self.rows.batch, self.reduction, n)?, lse))
+        Ok((
+            reduce_rows(loss, &self.rows.batch, self.reduction, self.denom)?,
+            lse,
+        ))
     }
 
     fn backward(&self, cx: &BackwardCtx<'_, T, Self::Saved>) -> Result<Vec<Option<Tensor<T>>>> {
@@ -589,8 +603,7 @@ impl<T: Float> CustomOp<T> for SoftCe<T> {
             cx.inputs[1].as_slice(),
             self.rows.classes,
         );
-        let n = T::of(self.rows.rows as f64);
-        let up = upstream(cx.grad_output, self.reduction, n);
+        let up = upstream(cx.grad_output, self.reduction, self.denom);
         let shape = cx.inputs[0].shape();
         let dz = cx.needs_grad[0]
             .then(|| {
@@ -662,7 +675,11 @@ pub fn cross_entropy_naive<'a, T: Float>(
             }
             let a = tape.constant(Tensor::from_vec(a, shape.clone())?);
             let loss = log_p()?.mul(&a)?.sum(last, false)?.neg()?;
-            reduce_rows_naive(loss, opts.reduction, T::of(denom))
+            reduce_rows_naive(
+                loss,
+                opts.reduction,
+                T::of(opts.denominator.unwrap_or(denom)),
+            )
         }
         CrossEntropyTarget::Probs(probs) => {
             SoftCe::<T>::new(&shape, &probs.shape(), opts)?;
@@ -674,7 +691,8 @@ pub fn cross_entropy_naive<'a, T: Float>(
             let weights: Vec<T> = (0..classes).map(|k| T::of(w(k))).collect();
             let a = t.mul(&tape.constant(Tensor::from_vec(weights, [classes])?))?;
             let loss = log_p()?.mul(&a)?.sum(last, false)?.neg()?;
-            reduce_rows_naive(loss, opts.reduction, T::of(rows as f64))
+            let denom = opts.denominator.unwrap_or(rows as f64);
+            reduce_rows_naive(loss, opts.reduction, T::of(denom))
         }
     }
 }

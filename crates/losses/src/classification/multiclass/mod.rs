@@ -64,6 +64,7 @@ fn build_cross_entropy<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<
         ignore_index: a.int("ignore_index", -100)?,
         label_smoothing: a.num("label_smoothing", 0.0)?,
         reduction: a.reduction()?,
+        denominator: a.denominator()?,
     };
     let logits = a.real("logits")?;
     // an i64 target holds class ids, a real one probabilities
@@ -87,6 +88,7 @@ fn build_nll<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> {
         weight: class_vec(a, "weight")?,
         ignore_index: a.int("ignore_index", -100)?,
         reduction: a.reduction()?,
+        denominator: a.denominator()?,
     };
     let (lp, t) = (a.real("log_probs")?, a.ids("target")?);
     match flavor {

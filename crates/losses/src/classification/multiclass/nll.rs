@@ -14,7 +14,7 @@ use super::rows::{
     reduce_rows, reduce_rows_naive, upstream, Rows,
 };
 use crate::checks;
-use crate::common::{no_batchmean, Reduction};
+use crate::common::{check_denominator, mean_denominator, no_batchmean, Reduction};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::{Float, Shape, Tensor};
 
@@ -29,6 +29,11 @@ pub struct NllOptions {
     pub ignore_index: i64,
     /// How items are combined (default `mean`).
     pub reduction: Reduction,
+    /// The mean's denominator from outside (default none: this call's own
+    /// count, `Σ w_{y_i}` over the items not ignored): the whole batch's, when this call sees a part of it
+    /// (a micro-batch, a data-parallel shard), so that the parts' gradients
+    /// add up to the batch's. Only with `reduction = mean`; finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 impl Default for NllOptions {
@@ -37,6 +42,7 @@ impl Default for NllOptions {
             weight: None,
             ignore_index: -100,
             reduction: Reduction::Mean,
+            denominator: None,
         }
     }
 }
@@ -77,7 +83,7 @@ pub fn nll<T: Float>(
     let tape = log_probs.tape().clone();
     let out = tape.apply(op, &[log_probs])?;
     checks::log_probs(OP, log_probs);
-    checks::class_ids(&tape, OP, target, opts.ignore_index);
+    checks::class_ids(&tape, OP, target, opts.ignore_index, opts.denominator.is_some());
     // a weighted mean divides by Σ w_y: the weights' scale cancels
     if let (Some(w), false) = (&opts.weight, opts.reduction.is_mean()) {
         checks::class_weights(&tape, OP, "weight", w, target, Some(opts.ignore_index));
@@ -98,6 +104,7 @@ struct Nll<T> {
 impl<T: Float> Nll<T> {
     fn new(shape: &Shape, ids: &Tensor<i64>, o: &NllOptions) -> Result<Self> {
         no_batchmean(OP, o.reduction)?;
+        check_denominator(OP, o.denominator, o.reduction)?;
         let rows = check_ids(OP, shape, ids, Some(o.ignore_index))?;
         let weight = per_class::<T>(OP, "weight", o.weight.as_deref(), rows.classes)?;
         let denom = ids
@@ -106,6 +113,7 @@ impl<T: Float> Nll<T> {
             .filter_map(|&y| class_of(y, Some(o.ignore_index)))
             .map(|y| at(&weight, y))
             .sum();
+        let denom = mean_denominator(o.denominator, denom);
         Ok(Nll {
             target: ids.clone(),
             ignore: o.ignore_index,
@@ -177,6 +185,7 @@ pub fn nll_naive<T: Float>(
         }
     })?;
     let denom: f64 = ids.iter().flatten().map(|&y| w(y)).sum();
+    let denom = opts.denominator.unwrap_or(denom);
     let loss = log_probs.mul(&pick)?.sum(shape.ndim() - 1, false)?;
     reduce_rows_naive(loss, opts.reduction, T::of(denom))
 }

@@ -87,7 +87,7 @@ pub fn softmax_focal<T: Float>(
     let tape = logits.tape().clone();
     let out = tape.apply(op, &[logits])?;
     checks::logits(OP, "logits", logits, true);
-    checks::class_ids(&tape, OP, target, opts.ignore_index);
+    checks::class_ids(&tape, OP, target, opts.ignore_index, false);
     // the mean divides by the number of items, not by Σ α_y
     if let Some(a) = &opts.alpha {
         checks::class_weights(&tape, OP, "alpha", a, target, Some(opts.ignore_index));
