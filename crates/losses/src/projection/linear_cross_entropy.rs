@@ -605,10 +605,13 @@ mod tests {
         for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
             for label_smoothing in [0.0, 0.2] {
                 for (chunk, bias) in [(1, true), (3, false), (4, true), (100, true)] {
+                    // a mean over part of a batch: the whole batch's count
+                    let denominator = (reduction == Reduction::Mean && chunk == 3).then_some(11.0);
                     let o = LinearCrossEntropyOptions {
                         reduction,
                         label_smoothing,
                         chunk,
+                        denominator,
                         ..Default::default()
                     };
                     for (lead, h, v, seed) in [(&[7][..], 5, 6, 1), (&[2, 4][..], 3, 9, 2)] {

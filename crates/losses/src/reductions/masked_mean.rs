@@ -502,7 +502,14 @@ mod tests {
         let mut v = Vec::new();
         for eps in [0.0, 1e-3, 0.5] {
             for per_row in [false, true] {
-                v.push(MaskedMeanOptions { eps, per_row });
+                // a count from outside, as a micro-batch of a larger batch sees it
+                for denominator in [None, Some(4.5)] {
+                    v.push(MaskedMeanOptions {
+                        eps,
+                        per_row,
+                        denominator,
+                    });
+                }
             }
         }
         v
@@ -566,8 +573,19 @@ mod tests {
             for f in [masked_mean::<f64>, masked_mean_naive::<f64>] {
                 let (out, grads) = value_and_grads(&|x| f(&x[0], &x[1], &o), &case.inputs, 1);
                 assert_eq!(out.item().unwrap(), 0.0);
-                for g in grads {
-                    assert!(g.as_slice().iter().all(|&x| x == 0.0), "{o:?}: {g:?}");
+                assert!(grads[0].as_slice().iter().all(|&x| x == 0.0), "{o:?}");
+                // a denominator from outside does not move with the mask, so
+                // a masked item's mask gradient is g·ℓ/D (the token mean; g
+                // the cotangent), not 0: proportional to the values
+                let (dm, v) = (grads[1].as_slice(), case.inputs[0].as_slice());
+                if o.denominator.is_some() && !o.per_row {
+                    let k = dm[0] / v[0];
+                    assert!(k != 0.0, "{o:?}");
+                    for (d, x) in dm.iter().zip(v) {
+                        assert!((d - k * x).abs() <= 1e-12, "{o:?}: {d} vs {}", k * x);
+                    }
+                } else {
+                    assert!(dm.iter().all(|&x| x == 0.0), "{o:?}");
                 }
             }
         }
@@ -580,7 +598,11 @@ mod tests {
             tape.leaf(Tensor::from_vec(vec![1.0, f32::INFINITY, 3.0, f32::NAN], [2, 2]).unwrap());
         let m = tape.leaf(Tensor::from_vec(vec![1.0, 0.0, 1.0, 0.0], [2, 2]).unwrap());
         for per_row in [false, true] {
-            let o = MaskedMeanOptions { eps: 0.0, per_row };
+            let o = MaskedMeanOptions {
+                eps: 0.0,
+                per_row,
+                ..Default::default()
+            };
             let loss = masked_mean(&v, &m, &o).unwrap();
             assert_eq!(loss.item().unwrap(), 2.0);
             let g = loss.backward().unwrap();
@@ -665,7 +687,11 @@ mod tests {
         let v = tape.leaf(Tensor::zeros([2, 3]).unwrap());
         let m = tape.leaf(Tensor::from_vec(vec![1.0, 0.0, 1.5, -1.0, 1.0, 0.0], [2, 3]).unwrap());
         for per_row in [false, true] {
-            let o = MaskedMeanOptions { eps: 0.0, per_row };
+            let o = MaskedMeanOptions {
+                eps: 0.0,
+                per_row,
+                ..Default::default()
+            };
             for f in [masked_mean::<f64>, masked_mean_naive::<f64>] {
                 let before = tape.len();
                 let e = f(&v, &m, &o).err().unwrap();

@@ -118,8 +118,8 @@ mod tests {
 
     #[test]
     fn weighted_mean_gradcheck_and_twin() {
-        for eps in [0.0, 1e-3, 0.5] {
-            let o = WeightedMeanOptions { eps };
+        for (eps, denominator) in [(0.0, None), (1e-3, None), (0.5, None), (0.5, Some(2.5))] {
+            let o = WeightedMeanOptions { eps, denominator };
             for (k, shape) in [&[5][..], &[3, 4][..], &[2, 1, 3][..]].iter().enumerate() {
                 let v = Tensor::randn(shape.to_vec(), 0.0, 1.0, k as u64).unwrap();
                 let w = Tensor::rand_uniform(shape.to_vec(), 0.1, 2.0, 7 + k as u64).unwrap();
@@ -135,7 +135,10 @@ mod tests {
     #[test]
     fn zero_weights_give_zero_with_zero_gradients() {
         for eps in [0.0, 0.5] {
-            let o = WeightedMeanOptions { eps };
+            let o = WeightedMeanOptions {
+                eps,
+                ..Default::default()
+            };
             let case = Case::new(vec![
                 Tensor::randn([2, 3], 0.0, 1.0, 3).unwrap(),
                 Tensor::zeros([2, 3]).unwrap(),
@@ -164,7 +167,10 @@ mod tests {
             assert_eq!(kind(f(&v, &neg, &o)), ErrorKind::InvalidValue);
             let ones = tape.leaf(Tensor::ones([2, 3]).unwrap());
             for eps in [-1.0, f64::NAN, f64::INFINITY] {
-                let o = WeightedMeanOptions { eps };
+                let o = WeightedMeanOptions {
+                    eps,
+                    ..Default::default()
+                };
                 assert_eq!(kind(f(&v, &ones, &o)), ErrorKind::InvalidOption);
             }
         }

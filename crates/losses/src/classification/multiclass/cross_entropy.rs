@@ -740,6 +740,17 @@ mod tests {
                 });
             }
         }
+        // a mean over a part of a batch, divided by the whole batch's count
+        out.push(CrossEntropyOptions {
+            weight: w.clone(),
+            label_smoothing: 0.1,
+            denominator: Some(6.5),
+            ..Default::default()
+        });
+        out.push(CrossEntropyOptions {
+            denominator: Some(0.0),
+            ..Default::default()
+        });
         out
     }
 

@@ -209,9 +209,12 @@ mod tests {
         for (seed, (shape, y)) in cases.iter().enumerate() {
             for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
                 for weight in [None, Some(vec![0.5, 2.0, 1.25])] {
+                    // with mean, also a denominator from outside
+                    let denominator = (reduction == Reduction::Mean).then_some(9.5);
                     let o = NllOptions {
                         weight,
                         reduction,
+                        denominator: denominator.filter(|_| seed == 1),
                         ..Default::default()
                     };
                     // log_probs from a log_softmax of normals (any reals work)
