@@ -39,6 +39,15 @@
 //! sequence can never know it.) The run also checks that the op's
 //! token mean equals `masked_mean` without `per_row` on the same losses.
 //!
+//! Last, gradient accumulation: one batch of 64 sequences split into
+//! micro-batches of 7, 19 and 38 sequences (unequal token counts). Summing
+//! the micro-batches' gradients with the whole batch's token count as the
+//! `denominator` ([`accumulate`](lossgraph::nn::accumulate)) gives the
+//! full batch's gradient (`accum_exact_max_diff`, the largest absolute
+//! difference, f32 rounding only); averaging each micro-batch's own token
+//! mean does not (`accum_naive_max_diff`): short micro-batches' tokens weigh
+//! more.
+//!
 //! Everything is seeded (data, initialisation, batch order); the run is
 //! deterministic.
 //!
@@ -51,7 +60,8 @@ use lossgraph::losses::{
     linear_cross_entropy, masked_mean, LinearCrossEntropyOptions, MaskedMeanOptions, Reduction,
 };
 use lossgraph::nn::{
-    Adam, AdamOptions, Batches, Bound, Init, Linear, Module, Optimizer, ParamId, ParamStore,
+    accumulate, Adam, AdamOptions, Batches, Bound, GradAccumulator, Init, Linear, Module,
+    Optimizer, ParamGrads, ParamId, ParamStore,
 };
 use lossgraph::prelude::*;
 use rand::rngs::StdRng;
@@ -181,17 +191,26 @@ impl Model {
 
     /// Per-token losses `[B, T]` (0 at padding), via reduction `none`.
     fn token_losses(&self, p: &Bound<f32>, b: &Batch) -> Result<Var<f32>> {
-        self.projected_ce(p, b, Reduction::None)?
+        self.projected_ce(p, b, Reduction::None, None)?
             .reshape([b.rows, T])
     }
 
-    /// `linear_cross_entropy` of `hidden` through the output projection.
-    fn projected_ce(&self, p: &Bound<f32>, b: &Batch, reduction: Reduction) -> Result<Var<f32>> {
+    /// `linear_cross_entropy` of `hidden` through the output projection; a
+    /// `mean` divides by `denominator` when given (a micro-batch of a
+    /// larger batch), else by this batch's own token count.
+    fn projected_ce(
+        &self,
+        p: &Bound<f32>,
+        b: &Batch,
+        reduction: Reduction,
+        denominator: Option<f64>,
+    ) -> Result<Var<f32>> {
         let h = self.hidden(p, b)?;
         let (w, bias) = (p.var(self.out.weight())?, p.var(self.out.bias())?);
         let o = LinearCrossEntropyOptions {
             reduction,
             ignore_index: IGNORE,
+            denominator,
             ..Default::default()
         };
         linear_cross_entropy(&h, w, Some(bias), &b.target, &o)
@@ -201,7 +220,7 @@ impl Model {
     fn loss(&self, p: &Bound<f32>, b: &Batch, weighting: Weighting) -> Result<Var<f32>> {
         match weighting {
             // the op's own mean over the non-ignored tokens
-            Weighting::TokenMean => self.projected_ce(p, b, Reduction::Mean),
+            Weighting::TokenMean => self.projected_ce(p, b, Reduction::Mean, None),
             // each row's mean over its tokens, then the mean over rows
             Weighting::SeqMean => {
                 let mask = p.tape().constant(b.mask.clone());
@@ -264,7 +283,7 @@ fn evaluate(model: &Model, params: &ParamStore<f32>, data: &Data, b: &Batch) -> 
             ..Default::default()
         },
     )?;
-    let token_mean = model.projected_ce(&p, b, Reduction::Mean)?;
+    let token_mean = model.projected_ce(&p, b, Reduction::Mean, None)?;
     let (mut sum, mut count) = (vec![0.0; MAX_LEN + 1], vec![0.0; MAX_LEN + 1]);
     for (row, seq) in losses.value().as_slice().chunks(T).zip(&data.seqs) {
         sum[seq.len()] += row.iter().map(|&v| v as f64).sum::<f64>();
@@ -321,6 +340,52 @@ fn sequence_weights(b: &Batch) -> Result<[Vec<f64>; 2]> {
             .collect();
     }
     Ok(out)
+}
+
+/// The largest absolute difference between two sets of gradients.
+fn max_diff(a: &ParamGrads<f32>, b: &ParamGrads<f32>) -> f64 {
+    a.iter()
+        .zip(b.iter())
+        .filter_map(|(x, y)| Some((x?, y?)))
+        .flat_map(|(x, y)| {
+            x.as_slice()
+                .iter()
+                .zip(y.as_slice())
+                .map(|(p, q)| (p - q).abs() as f64)
+                .collect::<Vec<_>>()
+        })
+        .fold(0.0, f64::max)
+}
+
+/// One batch of [`BATCH`] sequences, as a whole and as three micro-batches
+/// of unequal token counts: the largest gradient difference from the whole
+/// batch when the micro-batches divide by the whole batch's token count
+/// (exact), and when each takes its own token mean and the three are
+/// averaged (naive).
+fn accumulation_check(model: &Model, params: &ParamStore<f32>, data: &Data) -> Result<(f64, f64)> {
+    let rows: Vec<usize> = (0..BATCH).collect();
+    let whole = data.batch(&rows)?;
+    let (_, full) =
+        params.value_and_grad(|p| model.projected_ce(p, &whole, Reduction::Mean, None))?;
+    let parts = [0..7, 7..26, 26..BATCH]
+        .into_iter()
+        .map(|r| data.batch(&rows[r]))
+        .collect::<Result<Vec<_>>>()?;
+    let tokens = |b: &Batch| Ok(b.mask.as_slice().iter().map(|&m| m as f64).sum());
+    let (_, exact) = accumulate(params, &parts, tokens, |p, b, d| {
+        model.projected_ce(p, b, Reduction::Mean, Some(d))
+    })?;
+    let mut naive = GradAccumulator::new();
+    let k = parts.len() as f32;
+    for b in &parts {
+        naive.add(params.value_and_grad(|p| {
+            model
+                .projected_ce(p, b, Reduction::Mean, None)?
+                .mul_scalar(1.0 / k)
+        })?)?;
+    }
+    let (_, naive) = naive.finish()?;
+    Ok((max_diff(&exact, &full), max_diff(&naive, &full)))
 }
 
 fn main() -> Result<()> {
@@ -418,6 +483,12 @@ fn main() -> Result<()> {
         ],
         false,
     )?;
+    let (accum_exact, accum_naive) = accumulation_check(&tok_model, &tok_params, &train_data)?;
+    println!(
+        "\ngradient accumulation, micro-batches of 7, 19 and 38 sequences against the batch of {BATCH}:\n  \
+         global token count as denominator: max |Δgrad| {accum_exact:.6}\n  \
+         each micro-batch's own mean, averaged: max |Δgrad| {accum_naive:.6}"
+    );
     println!("\npictures: {}", dir.display());
     print_result(&[
         ("token_mean_loss", format!("{:.4}", tok.token_mean)),
@@ -438,6 +509,8 @@ fn main() -> Result<()> {
             "long_seq",
             format!("{:.4}", bucket(&seq, &test_data, SHORT_MAX + 1, MAX_LEN)),
         ),
+        ("accum_exact_max_diff", format!("{accum_exact:.6}")),
+        ("accum_naive_max_diff", format!("{accum_naive:.6}")),
     ]);
     Ok(())
 }

@@ -42,6 +42,8 @@ pub mod guide {
     pub mod preference {}
     #[doc = include_str!("../docs/reductions-and-masking.md")]
     pub mod reductions_and_masking {}
+    #[doc = include_str!("../docs/objectives-and-scale.md")]
+    pub mod objectives_and_scale {}
     #[doc = include_str!("../docs/numerical-stability.md")]
     pub mod numerical_stability {}
     #[doc = include_str!("../docs/custom-ops.md")]
