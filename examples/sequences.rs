@@ -489,6 +489,15 @@ fn main() -> Result<()> {
          global token count as denominator: max |Δgrad| {accum_exact:.6}\n  \
          each micro-batch's own mean, averaged: max |Δgrad| {accum_naive:.6}"
     );
+    // the claim itself, so that a run that breaks it fails (the README check
+    // allows 0.01 absolute, which alone would not tell 0.0087 from 0)
+    if !(accum_exact <= 1e-6 && accum_naive > 1e-4) {
+        return Err(lossgraph::tensor::Error::value(
+            "sequences",
+            format!("accumulation check: exact {accum_exact}, naive {accum_naive}"),
+        )
+        .into());
+    }
     println!("\npictures: {}", dir.display());
     print_result(&[
         ("token_mean_loss", format!("{:.4}", tok.token_mean)),
