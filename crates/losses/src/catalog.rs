@@ -478,8 +478,36 @@ pub fn option_families(op: &str) -> Vec<BTreeMap<String, OptValue>> {
         _ => vec![],
     };
     v.extend(more);
+    // the elementwise ops' mean over a part of a batch: every element counts
+    // one, the count from outside (with `taus`, quantile's own kernel)
+    if ELEMENTWISE_MEAN.contains(&op) {
+        v.push(match op {
+            "quantile" => opts(&[("taus", List(vec![0.2, 0.7])), denominator()]),
+            _ => opts(&[denominator()]),
+        });
+    }
     v
 }
+
+/// The ops whose `mean` counts every element, and which take the
+/// `denominator` option for it.
+pub const ELEMENTWISE_MEAN: &[&str] = &[
+    "mse",
+    "mae",
+    "huber",
+    "smooth_l1",
+    "log_cosh",
+    "quantile",
+    "gaussian_nll",
+    "poisson_nll",
+    "bce",
+    "bce_with_logits",
+    "sigmoid_focal",
+    "hinge",
+    "margin_ranking",
+    "bradley_terry",
+    "dpo",
+];
 
 /// A ready [`Call`] of `op` with `options` (pseudo-options removed) and
 /// sampled inputs of `size`. `None` for an unknown op.
@@ -537,4 +565,68 @@ pub fn describe(options: &BTreeMap<String, OptValue>) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{build, Flavor};
+    use lossgraph_autodiff::{ErrorKind, Tape};
+
+    /// Every op of [`ELEMENTWISE_MEAN`] takes `denominator` through the
+    /// registry: its `mean` is the `sum` over it, fused and naive, gradients
+    /// included; a negative, NaN or infinite one, or one with another
+    /// reduction than `mean`, is `InvalidOption` in both flavors.
+    #[test]
+    fn elementwise_means_take_a_denominator() {
+        use OptValue::{Num, Str};
+        let d = 7.5;
+        for &op in ELEMENTWISE_MEAN {
+            let with = |extra: &[(&str, OptValue)]| {
+                let mut o = option_families(op).pop().unwrap();
+                o.remove("denominator");
+                for (k, v) in extra {
+                    o.insert(k.to_string(), v.clone());
+                }
+                call(op, &o, Size::new(4, 3), 11).unwrap()
+            };
+            for flavor in [Flavor::Fused, Flavor::Naive] {
+                let run = |c: &Call| {
+                    let tape = Tape::<f64>::new();
+                    let b = build(&tape, c, flavor)?;
+                    let g = b.output.backward()?;
+                    let grads: Vec<Vec<f64>> = b
+                        .leaves
+                        .values()
+                        .map(|v| g.get_or_zeros(v).to_vec())
+                        .collect();
+                    Ok::<_, lossgraph_autodiff::Error>((b.output.item()?, grads))
+                };
+                let (sum, gsum) = run(&with(&[("reduction", Str("sum".into()))])).unwrap();
+                let (mean, gmean) = run(&with(&[("denominator", Num(d))])).unwrap();
+                assert!(
+                    (mean - sum / d).abs() <= 1e-12 * sum.abs().max(1.0),
+                    "{op} {flavor:?}"
+                );
+                for (a, b) in gsum.iter().flatten().zip(gmean.iter().flatten()) {
+                    assert!(
+                        (b - a / d).abs() <= 1e-12 * a.abs().max(1.0),
+                        "{op} {flavor:?}"
+                    );
+                }
+                let bad = [
+                    vec![("denominator", Num(-1.0))],
+                    vec![("denominator", Num(f64::NAN))],
+                    vec![("denominator", Num(f64::INFINITY))],
+                    vec![("denominator", Num(d)), ("reduction", Str("sum".into()))],
+                    vec![("denominator", Num(d)), ("reduction", Str("none".into()))],
+                    vec![("denominator", Str("all".into()))],
+                ];
+                for b in bad {
+                    let e = run(&with(&b)).unwrap_err();
+                    assert_eq!(e.kind(), ErrorKind::InvalidOption, "{op} {flavor:?} {b:?}");
+                }
+            }
+        }
+    }
 }

@@ -97,18 +97,20 @@ pub fn mean_denominator<T: Float>(d: Option<f64>, local: T) -> T {
 /// `count` is 0: the project's empty-denominator rule).
 pub fn reduce<T: Float>(
     loss: Vec<T>,
-    shape: Shape,
+    shape: impl Into<Shape>,
     r: Reduction,
     count: usize,
 ) -> Result<Tensor<T>> {
     reduce_over(loss, shape, r, T::of(count as f64))
 }
 
-/// [`reduce`] with the mean's denominator as a number (a weight total, or
-/// the `denominator` option): `mean` is `Σ/denom`, 0 when `denom` is 0.
+/// [`reduce`] with the mean's denominator as a number (a weight total, a
+/// count of items not ignored, or the `denominator` option): `mean` is
+/// `Σ/denom`, 0 when `denom` is 0. `shape` is the unreduced loss's (used by
+/// `none` only: a `&Shape` is not cloned otherwise).
 pub fn reduce_over<T: Float>(
     loss: Vec<T>,
-    shape: Shape,
+    shape: impl Into<Shape>,
     r: Reduction,
     denom: T,
 ) -> Result<Tensor<T>> {
@@ -613,6 +615,9 @@ pub struct Elementwise<T, L, G> {
     pub loss: L,
     /// Per-item partial derivatives.
     pub grad: G,
+    /// The `mean`'s denominator from outside (see [`check_denominator`];
+    /// set by [`Self::over`], default none: the element count).
+    denominator: Option<f64>,
     /// Which inputs get their gradient in forward (set by [`Self::apply`]).
     eager: Option<Vec<bool>>,
     /// Marker for the element type.
@@ -632,17 +637,34 @@ where
             reduction,
             loss,
             grad,
+            denominator: None,
             eager: None,
             _t: std::marker::PhantomData,
         }
     }
 
-    /// Check shapes and the reduction, then record the op on `a`'s tape.
+    /// Divide the `mean` by `denominator` (the `denominator` option: the
+    /// whole batch's element count when this call sees a part of it)
+    /// instead of this call's element count; `None` keeps the count.
+    pub fn over(mut self, denominator: Option<f64>) -> Self {
+        self.denominator = denominator;
+        self
+    }
+
+    /// The `mean`'s denominator for `n` elements.
+    fn denom(&self, n: usize) -> T {
+        mean_denominator(self.denominator, T::of(n as f64))
+    }
+
+    /// Check shapes, the reduction and the denominator, then record the op
+    /// on `a`'s tape.
     ///
     /// # Errors
-    /// `ShapeMismatch` when the shapes differ; `InvalidOption` for batchmean.
+    /// `ShapeMismatch` when the shapes differ; `InvalidOption` for batchmean
+    /// or a bad denominator ([`check_denominator`]).
     pub fn apply(mut self, a: &Var<T>, b: &Var<T>) -> Result<Var<T>> {
         no_batchmean(self.name, self.reduction)?;
+        check_denominator(self.name, self.denominator, self.reduction)?;
         same_shape(self.name, &a.shape(), &b.shape(), "both inputs")?;
         self.eager = eager_inputs(self.reduction, &[a, b]);
         let tape: Tape<T> = a.tape().clone();
@@ -669,9 +691,9 @@ where
         let loss = &self.loss;
         if let Some(need) = &self.eager {
             let one = Tensor::scalar(T::one());
-            let (s, grads) =
-                self.sum_and_grads(a, b, Upstream::new(&one, self.reduction, n), need, true);
-            let out = reduce(vec![s], Shape::scalar(), self.reduction, n)?;
+            let up = Upstream::over(&one, self.reduction, self.denom(n));
+            let (s, grads) = self.sum_and_grads(a, b, up, need, true);
+            let out = reduce_over(vec![s], Shape::scalar(), self.reduction, self.denom(n))?;
             return Ok((out, UnitGrads::new(Some(grads))));
         }
         let out = match self.reduction {
@@ -699,7 +721,7 @@ where
                         },
                     )
                 });
-                reduce(vec![s], Shape::scalar(), r, n)?
+                reduce_over(vec![s], Shape::scalar(), r, self.denom(n))?
             }
         };
         Ok((out, UnitGrads::new(None)))
@@ -708,7 +730,7 @@ where
         let (a, b) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
         let n = a.len();
         let grads = cx.saved.take_scaled_or(cx.grad_output, cx.needs_grad, || {
-            let up = Upstream::new(cx.grad_output, self.reduction, n);
+            let up = Upstream::over(cx.grad_output, self.reduction, self.denom(n));
             self.sum_and_grads(a, b, up, cx.needs_grad, false).1
         });
         grads_as_tensors(grads, cx.inputs[0].shape())
@@ -751,15 +773,43 @@ where
 
 /// Reduce a var of per-item losses with primitive ops (for naive twins).
 pub fn reduce_naive<T: Float>(loss: Var<T>, r: Reduction) -> Result<Var<T>> {
-    match r {
-        Reduction::None => Ok(loss),
-        Reduction::Sum => loss.sum_all(),
-        Reduction::Mean | Reduction::BatchMean => {
+    reduce_naive_with(loss, r, None)
+}
+
+/// [`reduce_naive`] with the `denominator` option: when given, `mean` is the
+/// sum over `denominator` ([`reduce_naive_over`]), else over every item.
+pub fn reduce_naive_with<T: Float>(
+    loss: Var<T>,
+    r: Reduction,
+    denominator: Option<f64>,
+) -> Result<Var<T>> {
+    match (r, denominator) {
+        (Reduction::Mean, Some(d)) => reduce_naive_over(loss, r, T::of(d)),
+        (Reduction::None, _) => Ok(loss),
+        (Reduction::Sum, _) => loss.sum_all(),
+        (Reduction::Mean | Reduction::BatchMean, _) => {
             if loss.shape().numel() == 0 {
                 loss.sum_all()
             } else {
                 loss.mean_all()
             }
+        }
+    }
+}
+
+/// [`reduce_over`] with primitive ops (for naive twins): `mean` is the sum
+/// times `1/denom` (0 when `denom` is 0: the empty-denominator rule).
+pub fn reduce_naive_over<T: Float>(loss: Var<T>, r: Reduction, denom: T) -> Result<Var<T>> {
+    match r {
+        Reduction::None => Ok(loss),
+        Reduction::Sum => loss.sum_all(),
+        Reduction::Mean | Reduction::BatchMean => {
+            let inv = if denom == T::zero() {
+                T::zero()
+            } else {
+                T::one() / denom
+            };
+            loss.sum_all()?.mul_scalar(inv)
         }
     }
 }

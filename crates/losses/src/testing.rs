@@ -5,8 +5,20 @@
 //! 3. fused and naive agree: outputs, and gradients within 1e-10 relative,
 //!    wherever the naive value is finite.
 
+use crate::common::Reduction;
 use lossgraph_autodiff::{gradcheck, GradcheckOptions, Result, Tape, Var};
 use lossgraph_tensor::Tensor;
+
+/// The reductions a twin test runs through, each with its `denominator`
+/// option: `none`, `sum`, `mean` over the op's own count, and `mean` over a
+/// count from outside (as a part of a larger batch divides by the whole
+/// batch's count).
+pub const REDUCTIONS: [(Reduction, Option<f64>); 4] = [
+    (Reduction::None, None),
+    (Reduction::Sum, None),
+    (Reduction::Mean, None),
+    (Reduction::Mean, Some(7.5)),
+];
 
 /// Inputs (as f64 tensors) for one check.
 #[derive(Debug, Clone)]

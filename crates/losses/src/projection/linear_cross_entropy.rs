@@ -464,7 +464,13 @@ pub fn linear_cross_entropy<T: Float>(
     let tape = hidden.tape().clone();
     let out = tape.apply(op, &inputs)?;
     if tape.check_mode() {
-        checks::class_ids(&tape, OP, target, opts.ignore_index, opts.denominator.is_some());
+        checks::class_ids(
+            &tape,
+            OP,
+            target,
+            opts.ignore_index,
+            opts.denominator.is_some(),
+        );
         let sample = first_logits(hidden, weight, bias, dims.n.min(CHECKED_ROWS))?;
         checks::logit_values(&tape, OP, "logits (h·Wᵀ + b)", &sample, true, None);
     }

@@ -8,7 +8,9 @@
 //! `softplus(−x) = max(−x, 0) + log1p(e^−|x|)`, finite for every finite gap.
 
 use super::pointwise::logistic;
-use crate::common::{no_batchmean, reduce_naive, same_shape, Elementwise, Reduction};
+use crate::common::{
+    check_denominator, no_batchmean, reduce_naive_with, same_shape, Elementwise, Reduction,
+};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::Float;
 
@@ -19,6 +21,12 @@ pub struct BradleyTerryOptions {
     pub reduction: Reduction,
     /// A gap the chosen score must exceed before the loss fades (default 0.0).
     pub margin: f64,
+    /// The `mean`'s denominator from outside (default none: every element
+    /// counts one) — the whole batch's element count, when this call sees
+    /// a part of it (a micro-batch, a data-parallel shard), so that the
+    /// parts' gradients add up to the batch's. Only with `reduction =
+    /// mean`; finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 impl Default for BradleyTerryOptions {
@@ -26,6 +34,7 @@ impl Default for BradleyTerryOptions {
         BradleyTerryOptions {
             reduction: Reduction::Mean,
             margin: 0.0,
+            denominator: None,
         }
     }
 }
@@ -83,6 +92,7 @@ pub fn bradley_terry<T: Float>(
             (-s, s)
         },
     )
+    .over(opts.denominator)
     .apply(chosen, rejected)
 }
 
@@ -98,6 +108,7 @@ pub fn bradley_terry_naive<T: Float>(
 ) -> Result<Var<T>> {
     check_margin(opts)?;
     no_batchmean("bradley_terry", opts.reduction)?;
+    check_denominator("bradley_terry", opts.denominator, opts.reduction)?;
     same_shape(
         "bradley_terry",
         &chosen.shape(),
@@ -105,21 +116,25 @@ pub fn bradley_terry_naive<T: Float>(
         "chosen and rejected",
     )?;
     let x = chosen.sub(rejected)?.add_scalar(-T::of(opts.margin))?;
-    reduce_naive(x.sigmoid()?.log()?.neg()?, opts.reduction)
+    reduce_naive_with(x.sigmoid()?.log()?.neg()?, opts.reduction, opts.denominator)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_family, Case};
+    use crate::testing::{check_family, Case, REDUCTIONS};
     use lossgraph_autodiff::Tape;
     use lossgraph_tensor::{ErrorKind, Tensor};
 
     #[test]
     fn bradley_terry_gradcheck_and_twin() {
-        for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+        for (reduction, denominator) in REDUCTIONS {
             for margin in [0.0, 1.5] {
-                let o = BradleyTerryOptions { reduction, margin };
+                let o = BradleyTerryOptions {
+                    reduction,
+                    margin,
+                    denominator,
+                };
                 check_family(
                     &Case::normal(2, &[6], 3),
                     |v| bradley_terry(&v[0], &v[1], &o),
@@ -142,6 +157,7 @@ mod tests {
         let rejected = [500.0, -500.0, 100.0, -100.0, -0.5];
         let o = BradleyTerryOptions {
             reduction: Reduction::None,
+            denominator: None,
             margin: 0.0,
         };
         let run32 = |naive: bool| {

@@ -18,7 +18,7 @@
 //! usually constants, but a caller may track them.
 
 use super::pointwise::{logistic, Pointwise};
-use crate::common::{check_option, reduce_naive, same_shape, Reduction};
+use crate::common::{check_option, reduce_naive_with, same_shape, Reduction};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::{Error, Float};
 
@@ -67,6 +67,12 @@ pub struct DpoOptions {
     pub label_smoothing: f64,
     /// The loss applied to the margin (default `sigmoid`).
     pub variant: DpoVariant,
+    /// The `mean`'s denominator from outside (default none: every element
+    /// counts one) — the whole batch's element count, when this call sees
+    /// a part of it (a micro-batch, a data-parallel shard), so that the
+    /// parts' gradients add up to the batch's. Only with `reduction =
+    /// mean`; finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 impl Default for DpoOptions {
@@ -76,6 +82,7 @@ impl Default for DpoOptions {
             beta: 0.1,
             label_smoothing: 0.0,
             variant: DpoVariant::Sigmoid,
+            denominator: None,
         }
     }
 }
@@ -168,6 +175,7 @@ pub fn dpo<T: Float>(
                 spread(beta * (eps * l.sigmoid - (one - eps) * l.sigmoid_neg))
             },
         )
+        .over(opts.denominator)
         .apply(inputs),
         // max(0, 1 − βh); ℓ' = −β where 1 − βh > 0, else 0
         DpoVariant::Hinge => Pointwise::new(
@@ -181,6 +189,7 @@ pub fn dpo<T: Float>(
                 spread(if on { -beta } else { zero })
             },
         )
+        .over(opts.denominator)
         .apply(inputs),
         // (h − 1/(2β))²; ℓ' = 2(h − 1/(2β))
         DpoVariant::Ipo => Pointwise::new(
@@ -194,6 +203,7 @@ pub fn dpo<T: Float>(
             #[inline(always)]
             move |x: [T; 4]| spread(two * (margin(x) - target)),
         )
+        .over(opts.denominator)
         .apply(inputs),
     }
 }
@@ -212,6 +222,7 @@ pub fn dpo_naive<T: Float>(
 ) -> Result<Var<T>> {
     check_options(opts)?;
     crate::common::no_batchmean("dpo", opts.reduction)?;
+    crate::common::check_denominator("dpo", opts.denominator, opts.reduction)?;
     let s = policy_chosen.shape();
     for x in [policy_rejected, ref_chosen, ref_rejected] {
         same_shape("dpo", &s, &x.shape(), "all four inputs")?;
@@ -230,13 +241,13 @@ pub fn dpo_naive<T: Float>(
         DpoVariant::Hinge => z.neg()?.add_scalar(T::one())?.relu()?,
         DpoVariant::Ipo => h.add_scalar(-T::of(0.5 / opts.beta))?.square()?,
     };
-    reduce_naive(loss, opts.reduction)
+    reduce_naive_with(loss, opts.reduction, opts.denominator)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_family, Case};
+    use crate::testing::{check_family, Case, REDUCTIONS};
     use lossgraph_autodiff::Tape;
     use lossgraph_tensor::{ErrorKind, Tensor};
 
@@ -271,10 +282,11 @@ mod tests {
             (DpoVariant::Hinge, 0.3, 0.0),
             (DpoVariant::Ipo, 0.3, 0.0),
         ];
-        for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+        for (reduction, denominator) in REDUCTIONS {
             for (variant, beta, label_smoothing) in variants {
                 let o = DpoOptions {
                     reduction,
+                    denominator,
                     beta,
                     label_smoothing,
                     variant,
@@ -296,6 +308,7 @@ mod tests {
     fn f32_large_margin_stays_finite() {
         let o = DpoOptions {
             reduction: Reduction::None,
+            denominator: None,
             beta: 1.0,
             label_smoothing: 0.1,
             variant: DpoVariant::Sigmoid,

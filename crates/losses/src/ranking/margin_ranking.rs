@@ -7,7 +7,7 @@
 //! metrics. A label other than ±1 is an error (`InvalidTarget`).
 
 use super::pointwise::Pointwise;
-use crate::common::{no_batchmean, reduce_naive, same_shape, Reduction};
+use crate::common::{check_denominator, no_batchmean, reduce_naive_with, same_shape, Reduction};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::Float;
 
@@ -18,6 +18,12 @@ pub struct MarginRankingOptions {
     pub reduction: Reduction,
     /// The lead the preferred score must have (default 0.0; any finite value).
     pub margin: f64,
+    /// The `mean`'s denominator from outside (default none: every element
+    /// counts one) — the whole batch's element count, when this call sees
+    /// a part of it (a micro-batch, a data-parallel shard), so that the
+    /// parts' gradients add up to the batch's. Only with `reduction =
+    /// mean`; finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 impl Default for MarginRankingOptions {
@@ -25,6 +31,7 @@ impl Default for MarginRankingOptions {
         MarginRankingOptions {
             reduction: Reduction::Mean,
             margin: 0.0,
+            denominator: None,
         }
     }
 }
@@ -39,6 +46,7 @@ fn validate<T: Float>(
 ) -> Result<()> {
     const OP: &str = "margin_ranking";
     no_batchmean(OP, o.reduction)?;
+    check_denominator(OP, o.denominator, o.reduction)?;
     crate::common::check_option(
         OP,
         "margin",
@@ -102,6 +110,7 @@ pub fn margin_ranking<T: Float>(
             ]
         },
     )
+    .over(opts.denominator)
     .apply([a, b, target])
 }
 
@@ -122,13 +131,17 @@ pub fn margin_ranking_naive<T: Float>(
         .mul(target)?
         .neg()?
         .add_scalar(T::of(opts.margin))?;
-    reduce_naive(x.clamp(T::zero(), T::infinity())?, opts.reduction)
+    reduce_naive_with(
+        x.clamp(T::zero(), T::infinity())?,
+        opts.reduction,
+        opts.denominator,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_family, check_twins, Case};
+    use crate::testing::{check_family, check_twins, Case, REDUCTIONS};
     use lossgraph_autodiff::Tape;
     use lossgraph_tensor::{ErrorKind, Tensor};
 
@@ -158,9 +171,13 @@ mod tests {
     /// check then compares all three gradients, the label's included.
     #[test]
     fn margin_ranking_gradcheck_and_twin() {
-        for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+        for (reduction, denominator) in REDUCTIONS {
             for margin in [0.0, 0.3] {
-                let o = MarginRankingOptions { reduction, margin };
+                let o = MarginRankingOptions {
+                    reduction,
+                    margin,
+                    denominator,
+                };
                 for (n, seed) in [(7, 1), (12, 2)] {
                     let c = case(n, seed);
                     let y = c.inputs[2].clone();
@@ -194,6 +211,7 @@ mod tests {
         ]);
         let o = MarginRankingOptions {
             reduction: Reduction::Sum,
+            denominator: None,
             margin: 0.0,
         };
         check_twins(

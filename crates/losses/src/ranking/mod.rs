@@ -148,6 +148,7 @@ fn build_info_nce<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> {
 fn build_margin_ranking<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> {
     let o = MarginRankingOptions {
         reduction: a.reduction()?,
+        denominator: a.denominator()?,
         margin: a.num("margin", 0.0)?,
     };
     let (x, y, t) = (a.real("a")?, a.real("b")?, a.real("target")?);
@@ -160,6 +161,7 @@ fn build_margin_ranking<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var
 fn build_bradley_terry<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> {
     let o = BradleyTerryOptions {
         reduction: a.reduction()?,
+        denominator: a.denominator()?,
         margin: a.num("margin", 0.0)?,
     };
     let (c, r) = (a.real("chosen")?, a.real("rejected")?);
@@ -172,6 +174,7 @@ fn build_bradley_terry<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<
 fn build_dpo<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> {
     let o = DpoOptions {
         reduction: a.reduction()?,
+        denominator: a.denominator()?,
         beta: a.num("beta", 0.1)?,
         label_smoothing: a.num("label_smoothing", 0.0)?,
         variant: DpoVariant::parse(&a.string("variant", "sigmoid")?)?,

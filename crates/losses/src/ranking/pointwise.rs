@@ -20,8 +20,8 @@
 //! the end of this file).
 
 use crate::common::{
-    eager_inputs, filled, grads_as_tensors, no_batchmean, reduce, same_shape, slots, unfilled,
-    Reduction, UnitGrads, Upstream, CHUNK,
+    check_denominator, eager_inputs, filled, grads_as_tensors, mean_denominator, no_batchmean,
+    reduce_over, same_shape, slots, unfilled, Reduction, UnitGrads, Upstream, CHUNK,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::parallel::PAR_THRESHOLD;
@@ -36,6 +36,8 @@ pub(crate) struct Pointwise<T, L, G, const K: usize> {
     reduction: Reduction,
     loss: L,
     grad: G,
+    /// The `mean`'s denominator from outside (set by [`Self::over`]).
+    denominator: Option<f64>,
     /// Which inputs get their gradient in forward (set by [`Self::apply`]).
     eager: Option<Vec<bool>>,
     _t: std::marker::PhantomData<T>,
@@ -57,18 +59,34 @@ where
             reduction,
             loss,
             grad,
+            denominator: None,
             eager: None,
             _t: std::marker::PhantomData,
         }
     }
 
-    /// Check the reduction and that every input has the first one's shape,
-    /// then record the op on the first input's tape.
+    /// Divide the `mean` by `denominator` (the `denominator` option) instead
+    /// of the element count; `None` keeps the count. As
+    /// [`crate::common::Elementwise::over`].
+    pub(crate) fn over(mut self, denominator: Option<f64>) -> Self {
+        self.denominator = denominator;
+        self
+    }
+
+    /// The `mean`'s denominator for `n` elements.
+    fn denom(&self, n: usize) -> T {
+        mean_denominator(self.denominator, T::of(n as f64))
+    }
+
+    /// Check the reduction, the denominator and that every input has the
+    /// first one's shape, then record the op on the first input's tape.
     ///
     /// # Errors
-    /// `ShapeMismatch` when shapes differ; `InvalidOption` for batchmean.
+    /// `ShapeMismatch` when shapes differ; `InvalidOption` for batchmean or
+    /// a bad denominator.
     pub(crate) fn apply(mut self, inputs: [&Var<T>; K]) -> Result<Var<T>> {
         no_batchmean(self.name, self.reduction)?;
+        check_denominator(self.name, self.denominator, self.reduction)?;
         let first = inputs[0].shape();
         for x in &inputs[1..] {
             same_shape(self.name, &first, &x.shape(), "all inputs")?;
@@ -251,8 +269,9 @@ where
             let none = vec![false; K];
             let need = self.eager.as_deref().unwrap_or(&none);
             let one = Tensor::scalar(T::one());
-            let (s, grads) = self.sum_and_grads(xs, Upstream::new(&one, r, n), need, true);
-            let out = reduce(vec![s], Shape::scalar(), r, n)?;
+            let up = Upstream::over(&one, r, self.denom(n));
+            let (s, grads) = self.sum_and_grads(xs, up, need, true);
+            let out = reduce_over(vec![s], Shape::scalar(), r, self.denom(n))?;
             let saved = self.eager.is_some().then_some(grads);
             return Ok((out, UnitGrads::new(saved)));
         }
@@ -283,7 +302,7 @@ where
         let xs: [&[T]; K] = std::array::from_fn(|k| cx.inputs[k].as_slice());
         let n = xs[0].len();
         let grads = cx.saved.take_scaled_or(cx.grad_output, cx.needs_grad, || {
-            let up = Upstream::new(cx.grad_output, self.reduction, n);
+            let up = Upstream::over(cx.grad_output, self.reduction, self.denom(n));
             self.sum_and_grads(xs, up, cx.needs_grad, false).1
         });
         grads_as_tensors(grads, cx.inputs[0].shape())

@@ -13,9 +13,9 @@
 //! items and make the loss very negative: keep `eps` meaningful.
 
 use crate::common::{
-    check_option, chunked_fill, chunked_fill2, eager_inputs, fill_two_grads, filled, first_where,
-    grads_as_tensors, no_batchmean, reduce, reduce_naive, same_shape, slots, unfilled, Reduction,
-    UnitGrads, Upstream,
+    check_denominator, check_option, chunked_fill, chunked_fill2, eager_inputs, fill_two_grads,
+    filled, first_where, grads_as_tensors, mean_denominator, no_batchmean, reduce_naive_with,
+    reduce_over, same_shape, slots, unfilled, Reduction, UnitGrads, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized, LaneSum};
@@ -31,6 +31,12 @@ pub struct GaussianNllOptions {
     pub full: bool,
     /// How items are combined (default `mean`).
     pub reduction: Reduction,
+    /// The `mean`'s denominator from outside (default none: every element
+    /// counts one) — the whole batch's element count, when this call sees
+    /// a part of it (a micro-batch, a data-parallel shard), so that the
+    /// parts' gradients add up to the batch's. Only with `reduction =
+    /// mean`; finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 impl Default for GaussianNllOptions {
@@ -39,6 +45,7 @@ impl Default for GaussianNllOptions {
             eps: 1e-6,
             full: false,
             reduction: Reduction::Mean,
+            denominator: None,
         }
     }
 }
@@ -53,6 +60,7 @@ fn check<T: Float>(
     let ok = opts.eps >= 0.0 && opts.eps.is_finite();
     check_option("gaussian_nll", "eps", opts.eps, ok, "[0, ∞)")?;
     no_batchmean("gaussian_nll", opts.reduction)?;
+    check_denominator("gaussian_nll", opts.denominator, opts.reduction)?;
     let ps = pred.shape();
     same_shape("gaussian_nll", &ps, &target.shape(), "pred and target")?;
     same_shape("gaussian_nll", &ps, &var.shape(), "pred and var")?;
@@ -79,11 +87,18 @@ struct GaussianNll<T> {
     eps: T,
     constant: T,
     reduction: Reduction,
+    /// The `mean`'s denominator from outside (none: the element count).
+    denominator: Option<f64>,
     /// Which inputs get their gradient in forward (set by [`gaussian_nll`]).
     eager: Option<Vec<bool>>,
 }
 
 impl<T: Float> GaussianNll<T> {
+    /// The `mean`'s denominator for `n` elements.
+    fn denom(&self, n: usize) -> T {
+        mean_denominator(self.denominator, T::of(n as f64))
+    }
+
     /// `(ℓ, r/v, ∂ℓ/∂var)` of one item, with `r = pred − target` and
     /// `v = max(var, eps)` (a select; NaN stays NaN): one `r/v` shared by the
     /// loss and the gradients, which are `±r/v` for pred and target and
@@ -260,9 +275,9 @@ impl<T: Float> CustomOp<T> for GaussianNll<T> {
         let n = x3[0].len();
         if let Some(need) = &self.eager {
             let one = Tensor::scalar(T::one());
-            let up = Upstream::new(&one, self.reduction, n);
+            let up = Upstream::over(&one, self.reduction, self.denom(n));
             let (s, grads) = self.sum_and_grads(x3, up, need, true);
-            let out = reduce(vec![s], Shape::scalar(), self.reduction, n)?;
+            let out = reduce_over(vec![s], Shape::scalar(), self.reduction, self.denom(n))?;
             return Ok((out, UnitGrads::new(Some(grads))));
         }
         let out = match self.reduction {
@@ -287,7 +302,7 @@ impl<T: Float> CustomOp<T> for GaussianNll<T> {
                 let s = self
                     .sum_and_grads(x3, Upstream::Same(T::one()), &[], true)
                     .0;
-                reduce(vec![s], Shape::scalar(), r, n)?
+                reduce_over(vec![s], Shape::scalar(), r, self.denom(n))?
             }
         };
         Ok((out, UnitGrads::new(None)))
@@ -295,7 +310,7 @@ impl<T: Float> CustomOp<T> for GaussianNll<T> {
     fn backward(&self, cx: &BackwardCtx<'_, T, UnitGrads<T>>) -> Result<Vec<Option<Tensor<T>>>> {
         let x3 = [0, 1, 2].map(|k| cx.inputs[k].as_slice());
         let grads = cx.saved.take_scaled_or(cx.grad_output, cx.needs_grad, || {
-            let up = Upstream::new(cx.grad_output, self.reduction, x3[0].len());
+            let up = Upstream::over(cx.grad_output, self.reduction, self.denom(x3[0].len()));
             self.sum_and_grads(x3, up, cx.needs_grad, false).1
         });
         grads_as_tensors(grads, cx.inputs[0].shape())
@@ -349,6 +364,7 @@ pub fn gaussian_nll<T: Float>(
             0.0
         }),
         reduction: opts.reduction,
+        denominator: opts.denominator,
     };
     pred.tape().apply(op, &[pred, target, var])
 }
@@ -376,13 +392,13 @@ pub fn gaussian_nll_naive<T: Float>(
     if opts.full {
         loss = loss.add_scalar(T::of(0.5 * (2.0 * std::f64::consts::PI).ln()))?;
     }
-    reduce_naive(loss, opts.reduction)
+    reduce_naive_with(loss, opts.reduction, opts.denominator)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_family, Case};
+    use crate::testing::{check_family, Case, REDUCTIONS};
     use lossgraph_autodiff::{ErrorKind, Tape};
 
     /// pred, target standard normal; var uniform in [0.2, 3].
@@ -396,10 +412,11 @@ mod tests {
     #[test]
     fn gaussian_nll_gradcheck_and_twin() {
         for full in [false, true] {
-            for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+            for (reduction, denominator) in REDUCTIONS {
                 let o = GaussianNllOptions {
                     full,
                     reduction,
+                    denominator,
                     ..Default::default()
                 };
                 for (shape, seed) in [(&[8][..], 20), (&[3, 4][..], 21)] {

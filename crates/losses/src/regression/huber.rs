@@ -8,7 +8,7 @@
 //! gradient are continuous; its second derivative jumps at `|r| = δ`.
 
 use crate::checks;
-use crate::common::{check_option, reduce_naive, Elementwise, Reduction};
+use crate::common::{check_option, reduce_naive_with, Elementwise, Reduction};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::{Float, Tensor};
 
@@ -19,6 +19,12 @@ pub struct HuberOptions {
     pub delta: f64,
     /// How items are combined (default `mean`).
     pub reduction: Reduction,
+    /// The `mean`'s denominator from outside (default none: every element
+    /// counts one) — the whole batch's element count, when this call sees
+    /// a part of it (a micro-batch, a data-parallel shard), so that the
+    /// parts' gradients add up to the batch's. Only with `reduction =
+    /// mean`; finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 impl Default for HuberOptions {
@@ -26,6 +32,7 @@ impl Default for HuberOptions {
         HuberOptions {
             delta: 1.0,
             reduction: Reduction::Mean,
+            denominator: None,
         }
     }
 }
@@ -86,6 +93,7 @@ pub fn huber<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &HuberOptions) -> R
             (g, -g)
         },
     )
+    .over(opts.denominator)
     .apply(pred, target)?;
     checks::regression_target("huber", target);
     Ok(out)
@@ -103,6 +111,7 @@ pub fn huber_naive<T: Float>(
 ) -> Result<Var<T>> {
     check(opts)?;
     crate::common::no_batchmean("huber", opts.reduction)?;
+    crate::common::check_denominator("huber", opts.denominator, opts.reduction)?;
     crate::common::same_shape("huber", &pred.shape(), &target.shape(), "pred and target")?;
     let d = T::of(opts.delta);
     let abs = pred.sub(target)?.abs()?;
@@ -111,20 +120,24 @@ pub fn huber_naive<T: Float>(
         .square()?
         .mul_scalar(T::of(0.5))?
         .add(&abs.sub(&a)?.mul_scalar(d)?)?;
-    reduce_naive(loss, opts.reduction)
+    reduce_naive_with(loss, opts.reduction, opts.denominator)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_family, check_twins, Case};
+    use crate::testing::{check_family, check_twins, Case, REDUCTIONS};
     use lossgraph_autodiff::{ErrorKind, Tape};
 
     #[test]
     fn huber_gradcheck_and_twin() {
         for delta in [1.0, 0.3, 2.5] {
-            for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
-                let o = HuberOptions { delta, reduction };
+            for (reduction, denominator) in REDUCTIONS {
+                let o = HuberOptions {
+                    delta,
+                    reduction,
+                    denominator,
+                };
                 for (shape, seed) in [(&[7][..], 3), (&[3, 5][..], 4)] {
                     check_family(
                         &Case::regression(shape, seed),
@@ -144,6 +157,7 @@ mod tests {
         let o = HuberOptions {
             delta: 0.5,
             reduction: Reduction::Sum,
+            denominator: None,
         };
         check_twins(
             &Case::new(vec![p, t]),

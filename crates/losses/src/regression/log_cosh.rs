@@ -7,7 +7,7 @@
 //! overflows: `cosh r` is infinite beyond `|r| ≈ 89` in f32 (710 in f64)
 //! although the loss is only about `|r|`; this op never forms `cosh r`.
 
-use crate::common::{reduce_naive, Elementwise, Reduction};
+use crate::common::{reduce_naive_with, Elementwise, Reduction};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::Float;
 
@@ -16,6 +16,12 @@ use lossgraph_tensor::Float;
 pub struct LogCoshOptions {
     /// How items are combined (default `mean`).
     pub reduction: Reduction,
+    /// The `mean`'s denominator from outside (default none: every element
+    /// counts one) — the whole batch's element count, when this call sees
+    /// a part of it (a micro-batch, a data-parallel shard), so that the
+    /// parts' gradients add up to the batch's. Only with `reduction =
+    /// mean`; finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 /// `k = e^{−|r|} − 1 ∈ (−1, 0]`, the one exponential the loss and its
@@ -97,6 +103,7 @@ pub fn log_cosh<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &LogCoshOptions)
             (g, -g)
         },
     )
+    .over(opts.denominator)
     .apply(pred, target)
 }
 
@@ -111,6 +118,7 @@ pub fn log_cosh_naive<T: Float>(
     opts: &LogCoshOptions,
 ) -> Result<Var<T>> {
     crate::common::no_batchmean("log_cosh", opts.reduction)?;
+    crate::common::check_denominator("log_cosh", opts.denominator, opts.reduction)?;
     crate::common::same_shape(
         "log_cosh",
         &pred.shape(),
@@ -119,20 +127,23 @@ pub fn log_cosh_naive<T: Float>(
     )?;
     let r = pred.sub(target)?;
     let cosh = r.exp()?.add(&r.neg()?.exp()?)?.mul_scalar(T::of(0.5))?;
-    reduce_naive(cosh.log()?, opts.reduction)
+    reduce_naive_with(cosh.log()?, opts.reduction, opts.denominator)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_family, Case};
+    use crate::testing::{check_family, Case, REDUCTIONS};
     use lossgraph_autodiff::{ErrorKind, Tape};
     use lossgraph_tensor::Tensor;
 
     #[test]
     fn log_cosh_gradcheck_and_twin() {
-        for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
-            let o = LogCoshOptions { reduction };
+        for (reduction, denominator) in REDUCTIONS {
+            let o = LogCoshOptions {
+                reduction,
+                denominator,
+            };
             for (shape, seed) in [(&[7][..], 8), (&[3, 5][..], 9)] {
                 check_family(
                     &Case::regression(shape, seed),
@@ -219,6 +230,7 @@ mod tests {
         let t = tape.leaf(Tensor::zeros([4]).unwrap());
         let o = LogCoshOptions {
             reduction: Reduction::Sum,
+            denominator: None,
         };
         let naive = log_cosh_naive(&p, &t, &o).unwrap();
         assert!(

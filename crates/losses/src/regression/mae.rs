@@ -8,7 +8,7 @@
 
 use super::util::sign;
 use crate::checks;
-use crate::common::{reduce_naive, Elementwise, Reduction};
+use crate::common::{reduce_naive_with, Elementwise, Reduction};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::Float;
 
@@ -17,6 +17,12 @@ use lossgraph_tensor::Float;
 pub struct MaeOptions {
     /// How items are combined (default `mean`).
     pub reduction: Reduction,
+    /// The `mean`'s denominator from outside (default none: every element
+    /// counts one) — the whole batch's element count, when this call sees
+    /// a part of it (a micro-batch, a data-parallel shard), so that the
+    /// parts' gradients add up to the batch's. Only with `reduction =
+    /// mean`; finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 /// Mean absolute error `|pred − target|`, reduced; PyTorch's `F.l1_loss`.
@@ -52,6 +58,7 @@ pub fn mae<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &MaeOptions) -> Resul
             (s, -s)
         },
     )
+    .over(opts.denominator)
     .apply(pred, target)?;
     checks::regression_target("mae", target);
     Ok(out)
@@ -63,21 +70,25 @@ pub fn mae<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &MaeOptions) -> Resul
 /// As [`mae`].
 pub fn mae_naive<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &MaeOptions) -> Result<Var<T>> {
     crate::common::no_batchmean("mae", opts.reduction)?;
+    crate::common::check_denominator("mae", opts.denominator, opts.reduction)?;
     crate::common::same_shape("mae", &pred.shape(), &target.shape(), "pred and target")?;
-    reduce_naive(pred.sub(target)?.abs()?, opts.reduction)
+    reduce_naive_with(pred.sub(target)?.abs()?, opts.reduction, opts.denominator)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_family, check_twins, Case};
+    use crate::testing::{check_family, check_twins, Case, REDUCTIONS};
     use lossgraph_autodiff::{ErrorKind, Tape};
     use lossgraph_tensor::Tensor;
 
     #[test]
     fn mae_gradcheck_and_twin() {
-        for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
-            let o = MaeOptions { reduction };
+        for (reduction, denominator) in REDUCTIONS {
+            let o = MaeOptions {
+                reduction,
+                denominator,
+            };
             for (shape, seed) in [(&[5][..], 1), (&[3, 4][..], 2)] {
                 check_family(
                     &Case::regression(shape, seed),
@@ -114,6 +125,7 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::ShapeMismatch);
         let o = MaeOptions {
             reduction: Reduction::BatchMean,
+            denominator: None,
         };
         let e = mae(&p, &p, &o).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidOption);

@@ -64,6 +64,7 @@ pub(crate) fn build<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Option<Result<
 fn build_mse<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> {
     let o = MseOptions {
         reduction: a.reduction()?,
+        denominator: a.denominator()?,
     };
     let (p, t) = (a.real("pred")?, a.real("target")?);
     match flavor {
@@ -75,6 +76,7 @@ fn build_mse<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> {
 fn build_mae<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> {
     let o = MaeOptions {
         reduction: a.reduction()?,
+        denominator: a.denominator()?,
     };
     let (p, t) = (a.real("pred")?, a.real("target")?);
     match flavor {
@@ -87,6 +89,7 @@ fn build_huber<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> {
     let o = HuberOptions {
         delta: a.num("delta", 1.0)?,
         reduction: a.reduction()?,
+        denominator: a.denominator()?,
     };
     let (p, t) = (a.real("pred")?, a.real("target")?);
     match flavor {
@@ -99,6 +102,7 @@ fn build_smooth_l1<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> 
     let o = SmoothL1Options {
         beta: a.num("beta", 1.0)?,
         reduction: a.reduction()?,
+        denominator: a.denominator()?,
     };
     let (p, t) = (a.real("pred")?, a.real("target")?);
     match flavor {
@@ -110,6 +114,7 @@ fn build_smooth_l1<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> 
 fn build_log_cosh<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> {
     let o = LogCoshOptions {
         reduction: a.reduction()?,
+        denominator: a.denominator()?,
     };
     let (p, t) = (a.real("pred")?, a.real("target")?);
     match flavor {
@@ -124,6 +129,7 @@ fn build_quantile<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> {
         tau: a.num("tau", 0.5)?,
         taus: a.list("taus")?,
         reduction: a.reduction()?,
+        denominator: a.denominator()?,
     };
     if both {
         return Err(Error::option("quantile", "taus", "give `tau` or `taus`, not both").into());
@@ -140,6 +146,7 @@ fn build_gaussian_nll<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T
         eps: a.num("eps", 1e-6)?,
         full: a.flag("full", false)?,
         reduction: a.reduction()?,
+        denominator: a.denominator()?,
     };
     let (p, t, v) = (a.real("pred")?, a.real("target")?, a.real("var")?);
     match flavor {
@@ -154,6 +161,7 @@ fn build_poisson_nll<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>
         full: a.flag("full", false)?,
         eps: a.num("eps", 1e-8)?,
         reduction: a.reduction()?,
+        denominator: a.denominator()?,
     };
     let (p, t) = (a.real("pred")?, a.real("target")?);
     match flavor {

@@ -5,7 +5,7 @@
 //! outliers dominate the fit.
 
 use crate::checks;
-use crate::common::{reduce_naive, Elementwise, Reduction};
+use crate::common::{reduce_naive_with, Elementwise, Reduction};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::Float;
 
@@ -14,6 +14,12 @@ use lossgraph_tensor::Float;
 pub struct MseOptions {
     /// How items are combined (default `mean`).
     pub reduction: Reduction,
+    /// The `mean`'s denominator from outside (default none: every element
+    /// counts one) — the whole batch's element count, when this call sees
+    /// a part of it (a micro-batch, a data-parallel shard), so that the
+    /// parts' gradients add up to the batch's. Only with `reduction =
+    /// mean`; finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 /// Mean squared error `(pred − target)²`, reduced; PyTorch's `F.mse_loss`.
@@ -44,6 +50,7 @@ pub fn mse<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &MseOptions) -> Resul
         #[inline(always)]
         move |p: T, t: T| (two * (p - t), -two * (p - t)),
     )
+    .over(opts.denominator)
     .apply(pred, target)?;
     checks::regression_target("mse", target);
     Ok(out)
@@ -55,21 +62,29 @@ pub fn mse<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &MseOptions) -> Resul
 /// As [`mse`].
 pub fn mse_naive<T: Float>(pred: &Var<T>, target: &Var<T>, opts: &MseOptions) -> Result<Var<T>> {
     crate::common::no_batchmean("mse", opts.reduction)?;
+    crate::common::check_denominator("mse", opts.denominator, opts.reduction)?;
     crate::common::same_shape("mse", &pred.shape(), &target.shape(), "pred and target")?;
-    reduce_naive(pred.sub(target)?.square()?, opts.reduction)
+    reduce_naive_with(
+        pred.sub(target)?.square()?,
+        opts.reduction,
+        opts.denominator,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_family, Case};
+    use crate::testing::{check_family, Case, REDUCTIONS};
     use lossgraph_autodiff::Tape;
     use lossgraph_tensor::{simd, Tensor};
 
     #[test]
     fn mse_gradcheck_and_twin() {
-        for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
-            let o = MseOptions { reduction };
+        for (reduction, denominator) in REDUCTIONS {
+            let o = MseOptions {
+                reduction,
+                denominator,
+            };
             check_family(
                 &Case::regression(&[5], 1),
                 |v| mse(&v[0], &v[1], &o),
@@ -95,6 +110,7 @@ mod tests {
         let t = Tensor::<f32>::randn([n], 0.5, 1.0, 32).unwrap();
         let o = MseOptions {
             reduction: Reduction::Sum,
+            denominator: None,
         };
         let run = |p: &[f32], t: &[f32]| {
             let tape = Tape::<f32>::new();

@@ -11,7 +11,10 @@
 //! The `log_input` form overflows once `e^pred` does (the loss is then
 //! genuinely that large).
 
-use crate::common::{check_option, no_batchmean, reduce_naive, same_shape, Elementwise, Reduction};
+use crate::common::{
+    check_denominator, check_option, no_batchmean, reduce_naive_with, same_shape, Elementwise,
+    Reduction,
+};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::{Float, Tensor};
 
@@ -26,6 +29,12 @@ pub struct PoissonNllOptions {
     pub eps: f64,
     /// How items are combined (default `mean`).
     pub reduction: Reduction,
+    /// The `mean`'s denominator from outside (default none: every element
+    /// counts one) — the whole batch's element count, when this call sees
+    /// a part of it (a micro-batch, a data-parallel shard), so that the
+    /// parts' gradients add up to the batch's. Only with `reduction =
+    /// mean`; finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 impl Default for PoissonNllOptions {
@@ -35,6 +44,7 @@ impl Default for PoissonNllOptions {
             full: false,
             eps: 1e-8,
             reduction: Reduction::Mean,
+            denominator: None,
         }
     }
 }
@@ -69,6 +79,7 @@ fn fused<T: Float, const LOG: bool, const FULL: bool>(
     target: &Var<T>,
     eps: T,
     reduction: Reduction,
+    denominator: Option<f64>,
 ) -> Result<Var<T>> {
     Elementwise::new(
         "poisson_nll",
@@ -96,6 +107,7 @@ fn fused<T: Float, const LOG: bool, const FULL: bool>(
             (dp, if FULL { dt + stirling(t).1 } else { dt })
         },
     )
+    .over(denominator)
     .apply(pred, target)
 }
 
@@ -131,12 +143,12 @@ pub fn poisson_nll<T: Float>(
     opts: &PoissonNllOptions,
 ) -> Result<Var<T>> {
     check(opts)?;
-    let (eps, r) = (T::of(opts.eps), opts.reduction);
+    let (eps, r, d) = (T::of(opts.eps), opts.reduction, opts.denominator);
     match (opts.log_input, opts.full) {
-        (true, false) => fused::<T, true, false>(pred, target, eps, r),
-        (true, true) => fused::<T, true, true>(pred, target, eps, r),
-        (false, false) => fused::<T, false, false>(pred, target, eps, r),
-        (false, true) => fused::<T, false, true>(pred, target, eps, r),
+        (true, false) => fused::<T, true, false>(pred, target, eps, r, d),
+        (true, true) => fused::<T, true, true>(pred, target, eps, r, d),
+        (false, false) => fused::<T, false, false>(pred, target, eps, r, d),
+        (false, true) => fused::<T, false, true>(pred, target, eps, r, d),
     }
 }
 
@@ -153,6 +165,7 @@ pub fn poisson_nll_naive<T: Float>(
 ) -> Result<Var<T>> {
     check(opts)?;
     no_batchmean("poisson_nll", opts.reduction)?;
+    check_denominator("poisson_nll", opts.denominator, opts.reduction)?;
     same_shape(
         "poisson_nll",
         &pred.shape(),
@@ -179,13 +192,13 @@ pub fn poisson_nll_naive<T: Float>(
             .add(&two_pi_t.log()?.mul_scalar(T::of(0.5))?)?;
         loss = loss.add(&Var::where_select(&mask, &st, &zero)?)?;
     }
-    reduce_naive(loss, opts.reduction)
+    reduce_naive_with(loss, opts.reduction, opts.denominator)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_family, Case};
+    use crate::testing::{check_family, Case, REDUCTIONS};
     use lossgraph_autodiff::{ErrorKind, Tape};
 
     /// pred: standard normal (log_input) or uniform in [0.3, 3] (rates);
@@ -212,11 +225,12 @@ mod tests {
     fn poisson_nll_gradcheck_and_twin() {
         for log_input in [true, false] {
             for full in [false, true] {
-                for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+                for (reduction, denominator) in REDUCTIONS {
                     let o = PoissonNllOptions {
                         log_input,
                         full,
                         reduction,
+                        denominator,
                         ..Default::default()
                     };
                     for (shape, seed) in [(&[9][..], 30), (&[3, 4][..], 31)] {

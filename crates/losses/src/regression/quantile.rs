@@ -14,7 +14,8 @@
 //! fitted quantiles may cross.
 
 use crate::common::{
-    check_option, no_batchmean, reduce, reduce_naive, same_shape, Elementwise, Reduction, Upstream,
+    check_denominator, check_option, mean_denominator, no_batchmean, reduce_naive_with,
+    reduce_over, same_shape, Elementwise, Reduction, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::{Error, Float, Tensor};
@@ -29,6 +30,12 @@ pub struct QuantileOptions {
     pub taus: Option<Vec<f64>>,
     /// How items are combined (default `mean`, over all `N·Q` items).
     pub reduction: Reduction,
+    /// The `mean`'s denominator from outside (default none: every element
+    /// counts one) — the whole batch's element count, when this call sees
+    /// a part of it (a micro-batch, a data-parallel shard), so that the
+    /// parts' gradients add up to the batch's. Only with `reduction =
+    /// mean`; finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 impl Default for QuantileOptions {
@@ -37,6 +44,7 @@ impl Default for QuantileOptions {
             tau: 0.5,
             taus: None,
             reduction: Reduction::Mean,
+            denominator: None,
         }
     }
 }
@@ -91,6 +99,15 @@ fn check_shapes<T: Float>(
 struct Pinball<T> {
     taus: Vec<T>,
     reduction: Reduction,
+    /// The `mean`'s denominator from outside (none: the `N·Q` items).
+    denominator: Option<f64>,
+}
+
+impl<T: Float> Pinball<T> {
+    /// The `mean`'s denominator for `n` items.
+    fn denom(&self, n: usize) -> T {
+        mean_denominator(self.denominator, T::of(n as f64))
+    }
 }
 
 /// The pinball loss of one residual `u = target − pred` at level `τ`:
@@ -137,12 +154,13 @@ impl<T: Float> CustomOp<T> for Pinball<T> {
             }
         }
         let n = loss.len();
-        Ok((reduce(loss, x[0].shape().clone(), self.reduction, n)?, ()))
+        let denom = self.denom(n);
+        Ok((reduce_over(loss, x[0].shape(), self.reduction, denom)?, ()))
     }
     fn backward(&self, cx: &BackwardCtx<'_, T, ()>) -> Result<Vec<Option<Tensor<T>>>> {
         let (pred, target) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
         let q = self.taus.len();
-        let up = Upstream::new(cx.grad_output, self.reduction, pred.len());
+        let up = Upstream::over(cx.grad_output, self.reduction, self.denom(pred.len()));
         let mut dp = Vec::with_capacity(if cx.needs_grad[0] { pred.len() } else { 0 });
         let mut dt = Vec::with_capacity(if cx.needs_grad[1] { target.len() } else { 0 });
         let mut i = 0;
@@ -210,6 +228,7 @@ pub fn quantile<T: Float>(
     opts: &QuantileOptions,
 ) -> Result<Var<T>> {
     no_batchmean("quantile", opts.reduction)?;
+    check_denominator("quantile", opts.denominator, opts.reduction)?;
     let taus = levels(opts)?;
     check_shapes(pred, target, opts, taus.len())?;
     if opts.taus.is_none() {
@@ -229,11 +248,13 @@ pub fn quantile<T: Float>(
                 (d, -d)
             },
         )
+        .over(opts.denominator)
         .apply(pred, target);
     }
     let op = Pinball {
         taus: taus.into_iter().map(T::of).collect(),
         reduction: opts.reduction,
+        denominator: opts.denominator,
     };
     pred.tape().apply(op, &[pred, target])
 }
@@ -250,6 +271,7 @@ pub fn quantile_naive<T: Float>(
     opts: &QuantileOptions,
 ) -> Result<Var<T>> {
     no_batchmean("quantile", opts.reduction)?;
+    check_denominator("quantile", opts.denominator, opts.reduction)?;
     let taus = levels(opts)?;
     check_shapes(pred, target, opts, taus.len())?;
     let loss = match &opts.taus {
@@ -273,13 +295,13 @@ pub fn quantile_naive<T: Float>(
             u.mul(&hi)?.maximum(&u.mul(&lo)?)?
         }
     };
-    reduce_naive(loss, opts.reduction)
+    reduce_naive_with(loss, opts.reduction, opts.denominator)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_family, check_twins, Case};
+    use crate::testing::{check_family, check_twins, Case, REDUCTIONS};
     use lossgraph_autodiff::{ErrorKind, Tape};
 
     fn multi_case(n: usize, q: usize, seed: u64) -> Case {
@@ -292,11 +314,12 @@ mod tests {
     #[test]
     fn quantile_gradcheck_and_twin() {
         for tau in [0.5, 0.9, 0.1] {
-            for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+            for (reduction, denominator) in REDUCTIONS {
                 let o = QuantileOptions {
                     tau,
                     taus: None,
                     reduction,
+                    denominator,
                 };
                 for (shape, seed) in [(&[7][..], 10), (&[3, 5][..], 11)] {
                     check_family(
@@ -312,10 +335,11 @@ mod tests {
     #[test]
     fn quantile_taus_gradcheck_and_twin() {
         for taus in [vec![0.1, 0.5, 0.9], vec![0.25]] {
-            for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+            for (reduction, denominator) in REDUCTIONS {
                 let o = QuantileOptions {
                     taus: Some(taus.clone()),
                     reduction,
+                    denominator,
                     ..Default::default()
                 };
                 for (n, seed) in [(6, 12), (1, 13)] {

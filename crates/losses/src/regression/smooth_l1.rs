@@ -9,7 +9,7 @@
 
 use super::util::sign;
 use crate::checks;
-use crate::common::{check_option, reduce_naive, Elementwise, Reduction};
+use crate::common::{check_option, reduce_naive_with, Elementwise, Reduction};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::{Float, Tensor};
 
@@ -20,6 +20,12 @@ pub struct SmoothL1Options {
     pub beta: f64,
     /// How items are combined (default `mean`).
     pub reduction: Reduction,
+    /// The `mean`'s denominator from outside (default none: every element
+    /// counts one) — the whole batch's element count, when this call sees
+    /// a part of it (a micro-batch, a data-parallel shard), so that the
+    /// parts' gradients add up to the batch's. Only with `reduction =
+    /// mean`; finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 impl Default for SmoothL1Options {
@@ -27,6 +33,7 @@ impl Default for SmoothL1Options {
         SmoothL1Options {
             beta: 1.0,
             reduction: Reduction::Mean,
+            denominator: None,
         }
     }
 }
@@ -88,6 +95,7 @@ pub fn smooth_l1<T: Float>(
             (g, -g)
         },
     )
+    .over(opts.denominator)
     .apply(pred, target)?;
     checks::regression_target("smooth_l1", target);
     Ok(out)
@@ -105,6 +113,7 @@ pub fn smooth_l1_naive<T: Float>(
 ) -> Result<Var<T>> {
     check(opts)?;
     crate::common::no_batchmean("smooth_l1", opts.reduction)?;
+    crate::common::check_denominator("smooth_l1", opts.denominator, opts.reduction)?;
     crate::common::same_shape(
         "smooth_l1",
         &pred.shape(),
@@ -114,24 +123,28 @@ pub fn smooth_l1_naive<T: Float>(
     let b = T::of(opts.beta);
     let abs = pred.sub(target)?.abs()?;
     if b == T::zero() {
-        return reduce_naive(abs, opts.reduction);
+        return reduce_naive_with(abs, opts.reduction, opts.denominator);
     }
     let a = abs.minimum(&pred.tape().constant(Tensor::scalar(b)))?;
     let loss = a.square()?.mul_scalar(T::of(0.5) / b)?.add(&abs.sub(&a)?)?;
-    reduce_naive(loss, opts.reduction)
+    reduce_naive_with(loss, opts.reduction, opts.denominator)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_family, check_twins, Case};
+    use crate::testing::{check_family, check_twins, Case, REDUCTIONS};
     use lossgraph_autodiff::{ErrorKind, Tape};
 
     #[test]
     fn smooth_l1_gradcheck_and_twin() {
         for beta in [1.0, 0.5, 0.0] {
-            for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
-                let o = SmoothL1Options { beta, reduction };
+            for (reduction, denominator) in REDUCTIONS {
+                let o = SmoothL1Options {
+                    beta,
+                    reduction,
+                    denominator,
+                };
                 for (shape, seed) in [(&[7][..], 5), (&[3, 5][..], 6)] {
                     check_family(
                         &Case::regression(shape, seed),
@@ -151,6 +164,7 @@ mod tests {
             let o = SmoothL1Options {
                 beta,
                 reduction: Reduction::Sum,
+                denominator: None,
             };
             check_twins(
                 &Case::new(vec![p.clone(), t.clone()]),
@@ -166,9 +180,11 @@ mod tests {
         let o = SmoothL1Options {
             beta: 0.0,
             reduction: Reduction::None,
+            denominator: None,
         };
         let m = crate::regression::MaeOptions {
             reduction: Reduction::None,
+            denominator: None,
         };
         check_twins(
             &case,

@@ -20,7 +20,9 @@
 
 use super::weighted::{broadcast_option, Item, WeightedPointwise};
 use crate::checks;
-use crate::common::{check_unit_interval, no_batchmean, reduce_naive, same_shape, Reduction};
+use crate::common::{
+    check_denominator, check_unit_interval, no_batchmean, reduce_naive_with, same_shape, Reduction,
+};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::{Float, Tensor};
 
@@ -32,6 +34,12 @@ pub struct BceOptions<T: Float> {
     /// Per-element weight `w`, broadcast to the input's shape (default none:
     /// `w = 1`). A constant: it gets no gradient.
     pub weight: Option<Tensor<T>>,
+    /// The `mean`'s denominator from outside (default none: every element
+    /// counts one) — the whole batch's element count, when this call sees
+    /// a part of it (a micro-batch, a data-parallel shard), so that the
+    /// parts' gradients add up to the batch's. Only with `reduction =
+    /// mean`; finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 /// The floor of each log, as PyTorch's `binary_cross_entropy`.
@@ -117,6 +125,7 @@ pub fn bce<T: Float>(probs: &Var<T>, target: &Var<T>, opts: &BceOptions<T>) -> R
     let weight = check_shapes(probs, target, opts)?;
     // the values of probs and target are checked in the op's forward pass
     let op = WeightedPointwise::new("bce", opts.reduction, weight, None, BceItem)
+        .over(opts.denominator)
         .in_unit_interval([Some("probs"), Some("target")]);
     let out = op.apply(probs, target)?;
     checks::bce_probs("bce", probs);
@@ -130,6 +139,7 @@ fn check_shapes<T: Float>(
     opts: &BceOptions<T>,
 ) -> Result<Option<Tensor<T>>> {
     no_batchmean("bce", opts.reduction)?;
+    check_denominator("bce", opts.denominator, opts.reduction)?;
     let shape = probs.shape();
     same_shape("bce", &shape, &target.shape(), "probs and target")?;
     broadcast_option("bce", "weight", opts.weight.as_ref(), &shape)
@@ -167,14 +177,14 @@ pub fn bce_naive<T: Float>(
     if let Some(w) = weight {
         loss = loss.mul(&probs.tape().constant(w))?;
     }
-    reduce_naive(loss, opts.reduction)
+    reduce_naive_with(loss, opts.reduction, opts.denominator)
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::test_util::uniform;
     use super::*;
-    use crate::testing::{check_family, check_twins, value_and_grads, Case};
+    use crate::testing::{check_family, check_twins, value_and_grads, Case, REDUCTIONS};
     use lossgraph_autodiff::Tape;
     use lossgraph_tensor::ErrorKind;
 
@@ -189,9 +199,10 @@ mod tests {
 
     #[test]
     fn bce_gradcheck_and_twin() {
-        for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+        for (reduction, denominator) in REDUCTIONS {
             let o = BceOptions {
                 reduction,
+                denominator,
                 weight: None,
             };
             for (shape, seed) in [(&[7][..], 1), (&[3, 4][..], 2)] {
@@ -208,9 +219,10 @@ mod tests {
     fn bce_weighted_gradcheck_and_twin() {
         // a full-shape weight, a per-column weight and a per-row weight
         for (wshape, seed) in [(&[3, 4][..], 3), (&[4][..], 4), (&[3, 1][..], 5)] {
-            for reduction in [Reduction::None, Reduction::Mean] {
+            for (reduction, denominator) in [REDUCTIONS[0], REDUCTIONS[2], REDUCTIONS[3]] {
                 let o = BceOptions {
                     reduction,
+                    denominator,
                     weight: Some(uniform(wshape, 0.1, 2.0, seed)),
                 };
                 check_family(
@@ -242,6 +254,7 @@ mod tests {
         let y = Tensor::from_vec(vec![1.0, 0.0, 0.0, 1.0], [4]).unwrap();
         let o = BceOptions {
             reduction: Reduction::None,
+            denominator: None,
             weight: None,
         };
         let (out, grads) = value_and_grads(&|v| bce(&v[0], &v[1], &o), &[p, y], 3);

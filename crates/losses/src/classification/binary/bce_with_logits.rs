@@ -17,7 +17,9 @@
 
 use super::weighted::{broadcast_option, Item, WeightedPointwise};
 use crate::checks;
-use crate::common::{check_unit_interval, no_batchmean, reduce_naive, same_shape, Reduction};
+use crate::common::{
+    check_denominator, check_unit_interval, no_batchmean, reduce_naive_with, same_shape, Reduction,
+};
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::{Float, Tensor};
 
@@ -33,6 +35,12 @@ pub struct BceWithLogitsOptions<T: Float> {
     /// (any shape that broadcasts to the input is accepted; default none:
     /// `pw = 1`). A constant.
     pub pos_weight: Option<Tensor<T>>,
+    /// The `mean`'s denominator from outside (default none: every element
+    /// counts one) — the whole batch's element count, when this call sees
+    /// a part of it (a micro-batch, a data-parallel shard), so that the
+    /// parts' gradients add up to the batch's. Only with `reduction =
+    /// mean`; finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 /// The exponential part of one logit `z`: `e^−|z|` (which never
@@ -223,7 +231,8 @@ pub fn bce_with_logits<T: Float>(
         pos_weight,
         BceWithLogitsItem,
     )
-    .in_unit_interval([None, Some("target")]);
+    .in_unit_interval([None, Some("target")])
+    .over(opts.denominator);
     let out = op.apply(logits, target)?;
     checks::logits("bce_with_logits", "logits", logits, false);
     Ok(out)
@@ -241,6 +250,7 @@ fn check_shapes<T: Float>(
 ) -> Result<Broadcast<T>> {
     const OP: &str = "bce_with_logits";
     no_batchmean(OP, opts.reduction)?;
+    check_denominator(OP, opts.denominator, opts.reduction)?;
     let shape = logits.shape();
     same_shape(OP, &shape, &target.shape(), "logits and target")?;
     let weight = broadcast_option(OP, "weight", opts.weight.as_ref(), &shape)?;
@@ -284,14 +294,14 @@ pub fn bce_with_logits_naive<T: Float>(
     if let Some(w) = weight {
         loss = loss.mul(&tape.constant(w))?;
     }
-    reduce_naive(loss, opts.reduction)
+    reduce_naive_with(loss, opts.reduction, opts.denominator)
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::test_util::{eval_in, uniform};
     use super::*;
-    use crate::testing::{assert_close, check_family, check_twins, Case};
+    use crate::testing::{assert_close, check_family, check_twins, Case, REDUCTIONS};
     use lossgraph_autodiff::Tape;
     use lossgraph_tensor::ErrorKind;
 
@@ -312,8 +322,11 @@ mod tests {
 
     #[test]
     fn bce_with_logits_gradcheck_and_twin() {
-        for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
-            let o = opts(reduction);
+        for (reduction, denominator) in REDUCTIONS {
+            let o = BceWithLogitsOptions {
+                denominator,
+                ..opts(reduction)
+            };
             for (shape, seed) in [(&[7][..], 1), (&[3, 4][..], 2)] {
                 check_family(
                     &case(shape, seed),
@@ -336,9 +349,10 @@ mod tests {
             (w(), pw()),
         ];
         for (k, (weight, pos_weight)) in variants.into_iter().enumerate() {
-            for reduction in [Reduction::None, Reduction::Mean] {
+            for (reduction, denominator) in [REDUCTIONS[0], REDUCTIONS[2], REDUCTIONS[3]] {
                 let o = BceWithLogitsOptions {
                     reduction,
+                    denominator,
                     weight: weight.clone(),
                     pos_weight: pos_weight.clone(),
                 };
@@ -392,11 +406,13 @@ mod tests {
         for pos_weight in [None, Some(Tensor::from_slice(&[2.5]))] {
             let o32 = BceWithLogitsOptions::<f32> {
                 reduction: Reduction::None,
+                denominator: None,
                 weight: None,
                 pos_weight: pos_weight.as_ref().map(|t| t.cast()),
             };
             let o64 = BceWithLogitsOptions::<f64> {
                 reduction: Reduction::None,
+                denominator: None,
                 weight: None,
                 pos_weight,
             };

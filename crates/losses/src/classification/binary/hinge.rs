@@ -10,7 +10,8 @@
 //! loss has no PyTorch equivalent). A label other than ±1 is `InvalidTarget`.
 
 use crate::common::{
-    check_option, first_where, no_batchmean, reduce_naive, same_shape, Elementwise, Reduction,
+    check_denominator, check_option, first_where, no_batchmean, reduce_naive_with, same_shape,
+    Elementwise, Reduction,
 };
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::{Error, Float};
@@ -23,6 +24,12 @@ pub struct HingeOptions {
     /// The margin the score must clear on the right side (default 1.0; any
     /// finite number).
     pub margin: f64,
+    /// The `mean`'s denominator from outside (default none: every element
+    /// counts one) — the whole batch's element count, when this call sees
+    /// a part of it (a micro-batch, a data-parallel shard), so that the
+    /// parts' gradients add up to the batch's. Only with `reduction =
+    /// mean`; finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 impl Default for HingeOptions {
@@ -30,6 +37,7 @@ impl Default for HingeOptions {
         HingeOptions {
             reduction: Reduction::default(),
             margin: 1.0,
+            denominator: None,
         }
     }
 }
@@ -84,12 +92,14 @@ pub fn hinge<T: Float>(scores: &Var<T>, target: &Var<T>, opts: &HingeOptions) ->
             }
         },
     )
+    .over(opts.denominator)
     .apply(scores, target)
 }
 
 /// Checks shared by [`hinge`] and its twin.
 fn validate<T: Float>(scores: &Var<T>, target: &Var<T>, opts: &HingeOptions) -> Result<()> {
     no_batchmean("hinge", opts.reduction)?;
+    check_denominator("hinge", opts.denominator, opts.reduction)?;
     check_option(
         "hinge",
         "margin",
@@ -125,14 +135,14 @@ pub fn hinge_naive<T: Float>(
 ) -> Result<Var<T>> {
     validate(scores, target, opts)?;
     let slack = target.mul(scores)?.neg()?.add_scalar(T::of(opts.margin))?;
-    reduce_naive(slack.relu()?, opts.reduction)
+    reduce_naive_with(slack.relu()?, opts.reduction, opts.denominator)
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::test_util::uniform;
     use super::*;
-    use crate::testing::{check_family, check_twins, Case};
+    use crate::testing::{check_family, check_twins, Case, REDUCTIONS};
     use lossgraph_autodiff::Tape;
     use lossgraph_tensor::{ErrorKind, Tensor};
 
@@ -163,8 +173,12 @@ mod tests {
     #[test]
     fn hinge_gradcheck_and_twin() {
         for margin in [1.0, 2.0, 0.0] {
-            for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
-                let o = HingeOptions { reduction, margin };
+            for (reduction, denominator) in REDUCTIONS {
+                let o = HingeOptions {
+                    reduction,
+                    margin,
+                    denominator,
+                };
                 for (shape, seed) in [(&[9][..], 1), (&[3, 4][..], 2)] {
                     let (s, y) = scores_and_labels(shape, margin, seed);
                     // labels stay exactly ±1: they are a constant for gradcheck …

@@ -42,6 +42,7 @@ pub(crate) fn build<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Option<Result<
 fn build_bce<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> {
     let o = BceOptions {
         reduction: a.reduction()?,
+        denominator: a.denominator()?,
         weight: a.tensor("weight")?,
     };
     let (p, t) = (a.real("probs")?, a.real("target")?);
@@ -54,6 +55,7 @@ fn build_bce<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> {
 fn build_bce_with_logits<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> {
     let o = BceWithLogitsOptions {
         reduction: a.reduction()?,
+        denominator: a.denominator()?,
         weight: a.tensor("weight")?,
         pos_weight: a.tensor("pos_weight")?,
     };
@@ -68,6 +70,7 @@ fn build_hinge<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<T>> {
     let d = HingeOptions::default();
     let o = HingeOptions {
         reduction: a.reduction()?,
+        denominator: a.denominator()?,
         margin: a.num("margin", d.margin)?,
     };
     let (s, t) = (a.real("scores")?, a.real("target")?);
@@ -81,6 +84,7 @@ fn build_sigmoid_focal<T: Float>(a: &mut Args<T>, flavor: Flavor) -> Result<Var<
     let d = SigmoidFocalOptions::default();
     let o = SigmoidFocalOptions {
         reduction: a.reduction()?,
+        denominator: a.denominator()?,
         alpha: a.num("alpha", d.alpha)?,
         gamma: a.num("gamma", d.gamma)?,
     };

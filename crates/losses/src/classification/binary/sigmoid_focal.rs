@@ -20,7 +20,8 @@ use super::bce_with_logits::Logit;
 use super::weighted::{Item, WeightedPointwise};
 use crate::checks;
 use crate::common::{
-    check_option, check_unit_interval, no_batchmean, reduce_naive, same_shape, Reduction,
+    check_denominator, check_option, check_unit_interval, no_batchmean, reduce_naive_with,
+    same_shape, Reduction,
 };
 use lossgraph_autodiff::{Result, Var};
 use lossgraph_tensor::Float;
@@ -35,6 +36,12 @@ pub struct SigmoidFocalOptions {
     pub alpha: f64,
     /// Focusing exponent `γ` (default 2.0; finite, ≥ 0).
     pub gamma: f64,
+    /// The `mean`'s denominator from outside (default none: every element
+    /// counts one) — the whole batch's element count, when this call sees
+    /// a part of it (a micro-batch, a data-parallel shard), so that the
+    /// parts' gradients add up to the batch's. Only with `reduction =
+    /// mean`; finite, ≥ 0.
+    pub denominator: Option<f64>,
 }
 
 impl Default for SigmoidFocalOptions {
@@ -43,6 +50,7 @@ impl Default for SigmoidFocalOptions {
             reduction: Reduction::default(),
             alpha: 0.25,
             gamma: 2.0,
+            denominator: None,
         }
     }
 }
@@ -149,6 +157,7 @@ pub fn sigmoid_focal<T: Float>(
             logits,
             target,
             r,
+            opts.denominator,
             alpha,
             gamma,
             #[inline(always)]
@@ -159,6 +168,7 @@ pub fn sigmoid_focal<T: Float>(
             logits,
             target,
             r,
+            opts.denominator,
             alpha,
             gamma,
             #[inline(always)]
@@ -173,6 +183,7 @@ fn fused<T: Float>(
     logits: &Var<T>,
     target: &Var<T>,
     reduction: Reduction,
+    denominator: Option<f64>,
     alpha: Option<T>,
     gamma: T,
     pow: impl Fn(T) -> T + Send + Sync + 'static,
@@ -181,6 +192,7 @@ fn fused<T: Float>(
     let out = WeightedPointwise::new("sigmoid_focal", reduction, None, None, item)
         // the targets' values are checked in the op's forward pass
         .in_unit_interval([None, Some("target")])
+        .over(denominator)
         .apply(logits, target)?;
     checks::logits("sigmoid_focal", "logits", logits, false);
     Ok(out)
@@ -201,6 +213,7 @@ fn check_shapes<T: Float>(
 ) -> Result<()> {
     const OP: &str = "sigmoid_focal";
     no_batchmean(OP, opts.reduction)?;
+    check_denominator(OP, opts.denominator, opts.reduction)?;
     let g = opts.gamma;
     check_option(OP, "gamma", g, g >= 0.0 && g.is_finite(), "[0, ∞)")?;
     let a = opts.alpha;
@@ -237,7 +250,7 @@ pub fn sigmoid_focal_naive<T: Float>(
         let alpha_t = target.mul_scalar(a + a - one)?.add_scalar(one - a)?;
         loss = alpha_t.mul(&loss)?;
     }
-    reduce_naive(loss, opts.reduction)
+    reduce_naive_with(loss, opts.reduction, opts.denominator)
 }
 
 #[cfg(test)]
@@ -245,7 +258,7 @@ mod tests {
     use super::super::test_util::{eval_in, uniform};
     use super::*;
     use crate::classification::binary::{bce_with_logits, BceWithLogitsOptions};
-    use crate::testing::{assert_close, check_family, check_twins, Case};
+    use crate::testing::{assert_close, check_family, check_twins, Case, REDUCTIONS};
     use lossgraph_autodiff::Tape;
     use lossgraph_tensor::{ErrorKind, Tensor};
 
@@ -270,9 +283,10 @@ mod tests {
     #[test]
     fn sigmoid_focal_gradcheck_and_twin() {
         for (k, (alpha, gamma)) in VARIANTS.into_iter().enumerate() {
-            for reduction in [Reduction::None, Reduction::Sum, Reduction::Mean] {
+            for (reduction, denominator) in REDUCTIONS {
                 let o = SigmoidFocalOptions {
                     reduction,
+                    denominator,
                     alpha,
                     gamma,
                 };
@@ -294,6 +308,7 @@ mod tests {
             let y = uniform(&[2, 6], 0.0, 1.0, 6).map(|v| v.round());
             let o = SigmoidFocalOptions {
                 reduction: Reduction::Sum,
+                denominator: None,
                 alpha,
                 gamma,
             };
@@ -309,6 +324,7 @@ mod tests {
     fn gamma_zero_without_alpha_is_bce_with_logits() {
         let o = SigmoidFocalOptions {
             reduction: Reduction::None,
+            denominator: None,
             alpha: -1.0,
             gamma: 0.0,
         };
@@ -332,6 +348,7 @@ mod tests {
         for (alpha, gamma) in VARIANTS {
             let o = SigmoidFocalOptions {
                 reduction: Reduction::None,
+                denominator: None,
                 alpha,
                 gamma,
             };
@@ -368,6 +385,7 @@ mod tests {
         for gamma in [0.0, 0.5, 2.0] {
             let o = SigmoidFocalOptions {
                 reduction: Reduction::None,
+                denominator: None,
                 alpha: 0.25,
                 gamma,
             };

@@ -5,9 +5,9 @@
 //! one evaluation per element.
 
 use crate::common::{
-    check_unit_interval, chunked_fill, chunked_fill2, count_where, eager_inputs, fill_two_grads,
-    filled, grads_as_tensors, outside_unit, reduce, slots, unfilled, Reduction, UnitGrads,
-    Upstream,
+    check_denominator, check_unit_interval, chunked_fill, chunked_fill2, count_where, eager_inputs,
+    fill_two_grads, filled, grads_as_tensors, mean_denominator, outside_unit, reduce_over, slots,
+    unfilled, Reduction, UnitGrads, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized, LaneSum, Store};
@@ -447,6 +447,8 @@ pub(super) struct WeightedPointwise<T: Float, F> {
     pub item: F,
     /// Per input, its name when its values must lie in `[0, 1]`.
     unit: [Option<&'static str>; 2],
+    /// The `mean`'s denominator from outside (set by [`Self::over`]).
+    denominator: Option<f64>,
     /// Which inputs get their gradient in forward (set by [`Self::apply`]).
     eager: Option<Vec<bool>>,
 }
@@ -471,8 +473,22 @@ where
             pos_weight,
             item,
             unit: [None, None],
+            denominator: None,
             eager: None,
         }
+    }
+
+    /// Divide the `mean` by `denominator` (the `denominator` option) instead
+    /// of the element count; `None` keeps the count. As
+    /// [`crate::common::Elementwise::over`].
+    pub fn over(mut self, denominator: Option<f64>) -> Self {
+        self.denominator = denominator;
+        self
+    }
+
+    /// The `mean`'s denominator for `n` elements.
+    fn denom(&self, n: usize) -> T {
+        mean_denominator(self.denominator, T::of(n as f64))
     }
 
     /// Check that the inputs named here (`[a, b]`, `None` for no check) lie
@@ -499,7 +515,11 @@ where
     }
 
     /// Record the op on `a`'s tape with inputs `a` and `b`.
+    ///
+    /// # Errors
+    /// `InvalidOption` for a bad denominator ([`check_denominator`]).
     pub fn apply(mut self, a: &Var<T>, b: &Var<T>) -> Result<Var<T>> {
+        check_denominator(self.name, self.denominator, self.reduction)?;
         self.eager = eager_inputs(self.reduction, &[a, b]);
         a.tape().apply(self, &[a, b])
     }
@@ -549,12 +569,12 @@ where
         let n = a.len();
         if let Some(need) = &self.eager {
             let one = Tensor::scalar(T::one());
-            let up = Upstream::new(&one, self.reduction, n);
+            let up = Upstream::over(&one, self.reduction, self.denom(n));
             let ((s, bad), grads) = self.sum_and_grads(a, b, up, need, true, self.checked());
             if bad > T::zero() {
                 self.check_inputs(x)?;
             }
-            let out = reduce(vec![s], Shape::scalar(), self.reduction, n)?;
+            let out = reduce_over(vec![s], Shape::scalar(), self.reduction, self.denom(n))?;
             return Ok((out, UnitGrads::new(Some(grads))));
         }
         let w = self.weight.as_ref().map(Tensor::as_slice);
@@ -588,7 +608,7 @@ where
                 if bad > T::zero() {
                     self.check_inputs(x)?;
                 }
-                reduce(vec![s], Shape::scalar(), r, n)?
+                reduce_over(vec![s], Shape::scalar(), r, self.denom(n))?
             }
         };
         Ok((out, UnitGrads::new(None)))
@@ -596,7 +616,7 @@ where
     fn backward(&self, cx: &BackwardCtx<'_, T, UnitGrads<T>>) -> Result<Vec<Option<Tensor<T>>>> {
         let (a, b) = (cx.inputs[0].as_slice(), cx.inputs[1].as_slice());
         let grads = cx.saved.take_scaled_or(cx.grad_output, cx.needs_grad, || {
-            let up = Upstream::new(cx.grad_output, self.reduction, a.len());
+            let up = Upstream::over(cx.grad_output, self.reduction, self.denom(a.len()));
             self.sum_and_grads(a, b, up, cx.needs_grad, false, [false; 2])
                 .1
         });

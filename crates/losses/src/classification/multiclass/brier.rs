@@ -12,12 +12,12 @@
 //! likewise the gradient at a near-certain wrong class (`1 − p_m` summed from
 //! the others), so a saturated row keeps small, accurate gradients.
 
-use super::rows::{
-    check_ids, constant_rows, reduce_rows, reduce_rows_naive, row, sum_others, true_class,
-    upstream, Lse, Rows,
-};
+use super::rows::{check_ids, constant_rows, row, sum_others, true_class, Lse, Rows};
 use crate::checks;
-use crate::common::{filled, no_batchmean, rows_map2, slots, unfilled, Reduction};
+use crate::common::{
+    filled, no_batchmean, reduce_naive_over, reduce_over, rows_map2, slots, unfilled, Reduction,
+    Upstream,
+};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::vectorized;
 use lossgraph_tensor::{Float, Shape, Tensor};
@@ -175,7 +175,7 @@ impl<T: Float> CustomOp<T> for Brier {
         let (loss, saved): (Vec<T>, Vec<RowState<T>>) = per_row.into_iter().unzip();
         let n = T::of(self.rows.rows as f64);
         Ok((
-            reduce_rows(loss, &self.rows.batch, self.reduction, n)?,
+            reduce_over(loss, &self.rows.batch, self.reduction, n)?,
             saved,
         ))
     }
@@ -185,7 +185,7 @@ impl<T: Float> CustomOp<T> for Brier {
     /// each gradient element written once (no zero fill).
     fn backward(&self, cx: &BackwardCtx<'_, T, Self::Saved>) -> Result<Vec<Option<Tensor<T>>>> {
         let (z, c, n) = (cx.inputs[0].as_slice(), self.rows.classes, self.rows.rows);
-        let up = upstream(cx.grad_output, self.reduction, T::of(n as f64));
+        let up = Upstream::over(cx.grad_output, self.reduction, T::of(n as f64));
         let two = T::of(2.0);
         let mut dz = unfilled(n * c);
         rows_map2(n, c, Some(slots(&mut dz, n * c)), None, |i, dr, _| {
@@ -233,7 +233,7 @@ pub fn brier_naive<T: Float>(
         .sub(&onehot)?
         .square()?
         .sum(shape.ndim() - 1, false)?;
-    reduce_rows_naive(loss, op.reduction, T::of(op.rows.rows as f64))
+    reduce_naive_over(loss, op.reduction, T::of(op.rows.rows as f64))
 }
 
 #[cfg(test)]

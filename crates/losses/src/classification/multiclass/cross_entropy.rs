@@ -41,12 +41,13 @@
 
 use super::rows::{
     at, buf_blocks, check_ids, class_of, class_weight, grad_rows, map_rows, naive_classes,
-    per_class, reduce_rows, reduce_rows_naive, row, row_blocks, rows_of, upstream, Lse, Rows,
+    per_class, row, row_blocks, rows_of, Lse, Rows,
 };
 use crate::checks;
 use crate::common::{
     assume_init, check_denominator, check_option, check_unit_interval, filled, mean_denominator,
-    no_batchmean, outside_unit, same_shape, slots, unfilled, Reduction, Upstream,
+    no_batchmean, outside_unit, reduce_naive_over, reduce_over, same_shape, slots, unfilled,
+    Reduction, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized, Store};
@@ -174,7 +175,13 @@ pub fn cross_entropy<'a, T: Float>(
             op.keep_exps = tape.grad_enabled() && logits.requires_grad();
             let out = tape.apply(op, &[logits])?;
             checks::logits(OP, "logits", logits, true);
-            checks::class_ids(&tape, OP, ids, opts.ignore_index, opts.denominator.is_some());
+            checks::class_ids(
+                &tape,
+                OP,
+                ids,
+                opts.ignore_index,
+                opts.denominator.is_some(),
+            );
             // a weighted mean divides by Σ w_y: the weights' scale cancels
             if let (Some(w), false) = (&opts.weight, opts.reduction.is_mean()) {
                 checks::class_weights(&tape, OP, "weight", w, ids, Some(opts.ignore_index));
@@ -467,11 +474,11 @@ impl<T: Float> CustomOp<T> for ClassCe<T> {
             ))
         } else {
             let one = Tensor::scalar(T::one());
-            let unit = upstream(&one, self.reduction, self.denom);
+            let unit = Upstream::over(&one, self.reduction, self.denom);
             let g = self.forward_with_buffer(z, Some(unit), &mut loss, &mut inv);
             Some(Buffer::UnitGrad(g))
         };
-        let out = reduce_rows(loss, &self.rows.batch, self.reduction, self.denom)?;
+        let out = reduce_over(loss, &self.rows.batch, self.reduction, self.denom)?;
         Ok((
             out,
             ClassSaved {
@@ -483,7 +490,7 @@ impl<T: Float> CustomOp<T> for ClassCe<T> {
 
     fn backward(&self, cx: &BackwardCtx<'_, T, Self::Saved>) -> Result<Vec<Option<Tensor<T>>>> {
         let c = self.rows.classes;
-        let up = upstream(cx.grad_output, self.reduction, self.denom);
+        let up = Upstream::over(cx.grad_output, self.reduction, self.denom);
         let saved = cx
             .saved
             .buffer
@@ -592,7 +599,7 @@ impl<T: Float> CustomOp<T> for SoftCe<T> {
         let (loss, lse): (Vec<T>, Vec<Lse<T>>) =
             per_row.into_iter().map(|(l, s, _)| (l, s)).unzip();
         Ok((
-            reduce_rows(loss, &self.rows.batch, self.reduction, self.denom)?,
+            reduce_over(loss, &self.rows.batch, self.reduction, self.denom)?,
             lse,
         ))
     }
@@ -603,7 +610,7 @@ impl<T: Float> CustomOp<T> for SoftCe<T> {
             cx.inputs[1].as_slice(),
             self.rows.classes,
         );
-        let up = upstream(cx.grad_output, self.reduction, self.denom);
+        let up = Upstream::over(cx.grad_output, self.reduction, self.denom);
         let shape = cx.inputs[0].shape();
         let dz = cx.needs_grad[0]
             .then(|| {
@@ -675,7 +682,7 @@ pub fn cross_entropy_naive<'a, T: Float>(
             }
             let a = tape.constant(Tensor::from_vec(a, shape.clone())?);
             let loss = log_p()?.mul(&a)?.sum(last, false)?.neg()?;
-            reduce_rows_naive(
+            reduce_naive_over(
                 loss,
                 opts.reduction,
                 T::of(opts.denominator.unwrap_or(denom)),
@@ -692,7 +699,7 @@ pub fn cross_entropy_naive<'a, T: Float>(
             let a = t.mul(&tape.constant(Tensor::from_vec(weights, [classes])?))?;
             let loss = log_p()?.mul(&a)?.sum(last, false)?.neg()?;
             let denom = opts.denominator.unwrap_or(rows as f64);
-            reduce_rows_naive(loss, opts.reduction, T::of(denom))
+            reduce_naive_over(loss, opts.reduction, T::of(denom))
         }
     }
 }

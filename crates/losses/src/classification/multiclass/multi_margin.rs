@@ -9,12 +9,12 @@
 //! (`m − s_y + s_j = 0`) the gradient is 0, as in PyTorch.
 
 use super::rows::{
-    at, check_ids, class_weight, constant_rows, naive_classes, per_class, reduce_rows,
-    reduce_rows_naive, row, sum_others, upstream, Rows,
+    at, check_ids, class_weight, constant_rows, naive_classes, per_class, row, sum_others, Rows,
 };
 use crate::checks;
 use crate::common::{
-    assume_init, check_option, filled, no_batchmean, rows_map2, slots, unfilled, Reduction,
+    assume_init, check_option, filled, no_batchmean, reduce_naive_over, reduce_over, rows_map2,
+    slots, unfilled, Reduction, Upstream,
 };
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::{self, vectorized};
@@ -192,7 +192,7 @@ impl<T: Float> CustomOp<T> for MultiMargin<T> {
             sc * sum
         });
         let n = T::of(self.rows.rows as f64);
-        Ok((reduce_rows(loss, &self.rows.batch, self.reduction, n)?, ()))
+        Ok((reduce_over(loss, &self.rows.batch, self.reduction, n)?, ()))
     }
 
     /// `∂ℓ/∂s_j = g·hinge′(v_j)` for every class in one branch-free loop,
@@ -200,7 +200,7 @@ impl<T: Float> CustomOp<T> for MultiMargin<T> {
     /// each gradient element written once (no zero fill first).
     fn backward(&self, cx: &BackwardCtx<'_, T, ()>) -> Result<Vec<Option<Tensor<T>>>> {
         let (s, c, n) = (cx.inputs[0].as_slice(), self.rows.classes, self.rows.rows);
-        let up = upstream(cx.grad_output, self.reduction, T::of(n as f64));
+        let up = Upstream::over(cx.grad_output, self.reduction, T::of(n as f64));
         let mut dz = unfilled(n * c);
         rows_map2(n, c, Some(slots(&mut dz, n * c)), None, |i, d, _| {
             let Some(d) = d else { return };
@@ -270,7 +270,7 @@ pub fn multi_margin_naive<T: Float>(
         h = h.square()?;
     }
     let loss = h.mul(&mask)?.sum(last, false)?;
-    reduce_rows_naive(loss, opts.reduction, T::of(rows as f64))
+    reduce_naive_over(loss, opts.reduction, T::of(rows as f64))
 }
 
 #[cfg(test)]

@@ -10,11 +10,13 @@
 //! PyTorch's `F.nll_loss`.
 
 use super::rows::{
-    at, check_ids, class_of, class_weight, constant_rows, grad_rows, naive_classes, per_class,
-    reduce_rows, reduce_rows_naive, upstream, Rows,
+    at, check_ids, class_of, class_weight, constant_rows, grad_rows, naive_classes, per_class, Rows,
 };
 use crate::checks;
-use crate::common::{check_denominator, mean_denominator, no_batchmean, Reduction};
+use crate::common::{
+    check_denominator, mean_denominator, no_batchmean, reduce_naive_over, reduce_over, Reduction,
+    Upstream,
+};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::{Float, Shape, Tensor};
 
@@ -83,7 +85,13 @@ pub fn nll<T: Float>(
     let tape = log_probs.tape().clone();
     let out = tape.apply(op, &[log_probs])?;
     checks::log_probs(OP, log_probs);
-    checks::class_ids(&tape, OP, target, opts.ignore_index, opts.denominator.is_some());
+    checks::class_ids(
+        &tape,
+        OP,
+        target,
+        opts.ignore_index,
+        opts.denominator.is_some(),
+    );
     // a weighted mean divides by Σ w_y: the weights' scale cancels
     if let (Some(w), false) = (&opts.weight, opts.reduction.is_mean()) {
         checks::class_weights(&tape, OP, "weight", w, target, Some(opts.ignore_index));
@@ -147,13 +155,13 @@ impl<T: Float> CustomOp<T> for Nll<T> {
             })
             .collect();
         Ok((
-            reduce_rows(loss, &self.rows.batch, self.reduction, self.denom)?,
+            reduce_over(loss, &self.rows.batch, self.reduction, self.denom)?,
             (),
         ))
     }
 
     fn backward(&self, cx: &BackwardCtx<'_, T, ()>) -> Result<Vec<Option<Tensor<T>>>> {
-        let up = upstream(cx.grad_output, self.reduction, self.denom);
+        let up = Upstream::over(cx.grad_output, self.reduction, self.denom);
         let d = grad_rows(cx.inputs[0].shape(), self.rows.classes, |i, d| {
             if let Some(y) = self.class(i) {
                 d[y] = -up.at(i) * at(&self.weight, y);
@@ -187,7 +195,7 @@ pub fn nll_naive<T: Float>(
     let denom: f64 = ids.iter().flatten().map(|&y| w(y)).sum();
     let denom = opts.denominator.unwrap_or(denom);
     let loss = log_probs.mul(&pick)?.sum(shape.ndim() - 1, false)?;
-    reduce_rows_naive(loss, opts.reduction, T::of(denom))
+    reduce_naive_over(loss, opts.reduction, T::of(denom))
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! What the multiclass losses share: the checks on a `[..., C]` input and its
-//! `[...]` class ids, per-class option vectors, reductions with a custom
-//! denominator (weighted means, means over non-ignored items) and the row
-//! loops, which split over rayon when the input is large.
+//! `[...]` class ids, per-class option vectors and the row loops, which
+//! split over rayon when the input is large. Their means divide by a
+//! denominator of their own (a weight total, the items not ignored) through
+//! [`crate::common::reduce_over`] and [`crate::common::Upstream::over`].
 
-use crate::common::{Reduction, Upstream};
 use lossgraph_autodiff::{Result, Tape, Var};
 use lossgraph_tensor::parallel::{for_each_row_mut, PAR_THRESHOLD};
 use lossgraph_tensor::simd::{self, vectorized};
@@ -118,41 +118,6 @@ pub(crate) fn per_class<T: Float>(
 #[inline]
 pub(crate) fn at<T: Float>(v: &Option<Vec<T>>, c: usize) -> T {
     v.as_ref().map_or(T::one(), |v| v[c])
-}
-
-/// Reduce per-row losses: `none` keeps `batch`, `sum` adds, `mean` divides the
-/// sum by `denom` (0 when `denom` is 0: the empty-denominator rule).
-pub(crate) fn reduce_rows<T: Float>(
-    loss: Vec<T>,
-    batch: &Shape,
-    r: Reduction,
-    denom: T,
-) -> Result<Tensor<T>> {
-    Ok(match r {
-        Reduction::None => Tensor::from_vec(loss, batch)?,
-        Reduction::Sum => Tensor::scalar(simd::sum_of(&loss)),
-        Reduction::Mean | Reduction::BatchMean => {
-            let s: T = simd::sum_of(&loss);
-            Tensor::scalar(if denom == T::zero() {
-                T::zero()
-            } else {
-                s / denom
-            })
-        }
-    })
-}
-
-/// The gradient each row receives from [`reduce_rows`] with the same `denom`.
-pub(crate) fn upstream<T: Float>(g: &Tensor<T>, r: Reduction, denom: T) -> Upstream<'_, T> {
-    match r {
-        Reduction::None => Upstream::Each(g.as_slice()),
-        Reduction::Sum => Upstream::Same(g.as_slice()[0]),
-        Reduction::Mean | Reduction::BatchMean => Upstream::Same(if denom == T::zero() {
-            T::zero()
-        } else {
-            g.as_slice()[0] / denom
-        }),
-    }
 }
 
 /// Elements per block of the blocked row kernels (64 KiB of `f32`): a block
@@ -272,23 +237,6 @@ pub(crate) fn constant_rows<T: Float>(
     f: impl Fn(usize, &mut [T]) + Sync,
 ) -> Result<Var<T>> {
     Ok(tape.constant(grad_rows(shape, classes, f)?))
-}
-
-/// Reduce a naive per-row loss with the same denominator rule as
-/// [`reduce_rows`], with primitive ops.
-pub(crate) fn reduce_rows_naive<T: Float>(loss: Var<T>, r: Reduction, denom: T) -> Result<Var<T>> {
-    match r {
-        Reduction::None => Ok(loss),
-        Reduction::Sum => loss.sum_all(),
-        Reduction::Mean | Reduction::BatchMean => {
-            let inv = if denom == T::zero() {
-                T::zero()
-            } else {
-                T::one() / denom
-            };
-            loss.sum_all()?.mul_scalar(inv)
-        }
-    }
 }
 
 /// The log-sum-exp of one row kept as two parts, `lse = max + log_sum` with

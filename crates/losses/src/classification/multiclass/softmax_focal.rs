@@ -14,11 +14,14 @@
 //! denominator).
 
 use super::rows::{
-    at, check_ids, class_of, class_weight, constant_rows, naive_classes, per_class, reduce_rows,
-    reduce_rows_naive, row, true_class, upstream, Lse, Rows,
+    at, check_ids, class_of, class_weight, constant_rows, naive_classes, per_class, row,
+    true_class, Lse, Rows,
 };
 use crate::checks;
-use crate::common::{check_option, filled, no_batchmean, rows_map2, slots, unfilled, Reduction};
+use crate::common::{
+    check_option, filled, no_batchmean, reduce_naive_over, reduce_over, rows_map2, slots, unfilled,
+    Reduction, Upstream,
+};
 use lossgraph_autodiff::{BackwardCtx, CustomOp, Result, Var};
 use lossgraph_tensor::simd::vectorized;
 use lossgraph_tensor::{Float, Shape, Tensor};
@@ -191,7 +194,7 @@ impl<T: Float> CustomOp<T> for Focal<T> {
         });
         let (loss, saved): (Vec<T>, Vec<RowState<T>>) = per_row.into_iter().unzip();
         Ok((
-            reduce_rows(loss, &self.rows.batch, self.reduction, self.denom)?,
+            reduce_over(loss, &self.rows.batch, self.reduction, self.denom)?,
             saved,
         ))
     }
@@ -202,7 +205,7 @@ impl<T: Float> CustomOp<T> for Focal<T> {
     /// element is written once (no zero fill first).
     fn backward(&self, cx: &BackwardCtx<'_, T, Self::Saved>) -> Result<Vec<Option<Tensor<T>>>> {
         let (z, c, n) = (cx.inputs[0].as_slice(), self.rows.classes, self.rows.rows);
-        let up = upstream(cx.grad_output, self.reduction, self.denom);
+        let up = Upstream::over(cx.grad_output, self.reduction, self.denom);
         let mut dz = unfilled(n * c);
         rows_map2(n, c, Some(slots(&mut dz, n * c)), None, |i, d, _| {
             let Some(d) = d else { return };
@@ -263,7 +266,7 @@ pub fn softmax_focal_naive<T: Float>(
     let log_p_y = p.log()?.mul(&onehot)?.sum(last, false)?;
     let focus = p_y.neg()?.add_scalar(T::one())?.powf(T::of(opts.gamma))?;
     let loss = focus.mul(&log_p_y)?.mul(&coef)?;
-    reduce_rows_naive(loss, opts.reduction, T::of(kept as f64))
+    reduce_naive_over(loss, opts.reduction, T::of(kept as f64))
 }
 
 #[cfg(test)]
