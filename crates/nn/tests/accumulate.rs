@@ -3,14 +3,17 @@
 //! valid-token counts. With the whole batch's denominator, the summed
 //! gradients of the parts equal the full batch's to 1e-12 in f64 — for
 //! cross_entropy with ignore_index, linear_cross_entropy, masked_mean (token
-//! and per-row) and weighted_mean, by micro-batch accumulation and by rayon
-//! shards. The per-part mean (each part divided by its own count, the parts
-//! then averaged) does not.
+//! and per-row), weighted_mean, and the `mean` of two elementwise losses
+//! (mse and bce_with_logits over every output, padding positions included:
+//! their count is the element count), by micro-batch accumulation and by
+//! rayon shards. The per-part mean (each part divided by its own count, the
+//! parts then averaged) does not.
 
 use lossgraph_autodiff::{ErrorKind, Result, Var};
 use lossgraph_losses::{
-    cross_entropy, linear_cross_entropy, masked_mean, weighted_mean, CrossEntropyOptions,
-    LinearCrossEntropyOptions, MaskedMeanOptions, Reduction, WeightedMeanOptions,
+    bce_with_logits, cross_entropy, linear_cross_entropy, masked_mean, mse, weighted_mean,
+    BceWithLogitsOptions, CrossEntropyOptions, LinearCrossEntropyOptions, MaskedMeanOptions,
+    MseOptions, Reduction, WeightedMeanOptions,
 };
 use lossgraph_nn::{
     accumulate, data_parallel, select_rows, tanh, Bound, GradAccumulator, Init, Linear, Module,
@@ -28,12 +31,16 @@ const V: usize = 7;
 const IGNORE: i64 = -100;
 
 /// Padded sequences: `x [B·T, F]`, targets `[B·T]` (IGNORE past each
-/// sequence's length), the mask `[B, T]` and per-token weights `[B, T]`.
+/// sequence's length), the mask `[B, T]` and per-token weights `[B, T]`;
+/// for the elementwise losses, real targets `[B·T, V]` and probabilities
+/// in (0, 1) `[B·T, V]`.
 struct Data {
     x: Tensor<f64>,
     target: Tensor<i64>,
     mask: Tensor<f64>,
     weight: Tensor<f64>,
+    real: Tensor<f64>,
+    prob: Tensor<f64>,
 }
 
 impl Data {
@@ -56,6 +63,8 @@ impl Data {
             target: Tensor::from_vec(target, [B * T]).unwrap(),
             mask: Tensor::from_vec(mask, [B, T]).unwrap(),
             weight: Tensor::from_vec(weight, [B, T]).unwrap(),
+            real: Tensor::randn([B * T, V], 0.0, 1.0, 7).unwrap(),
+            prob: Tensor::rand_uniform([B * T, V], 0.05, 0.95, 8).unwrap(),
         }
     }
     /// The sequences `rows` (whole rows: a per-row mean needs them whole).
@@ -73,6 +82,8 @@ impl Data {
             target: select_rows(&self.target, &tokens).unwrap(),
             mask: seq(&self.mask),
             weight: seq(&self.weight),
+            real: select_rows(&self.real, &tokens).unwrap(),
+            prob: select_rows(&self.prob, &tokens).unwrap(),
         }
     }
     fn rows(&self) -> usize {
@@ -91,6 +102,10 @@ impl Data {
     fn total_weight(&self) -> f64 {
         self.weight.as_slice().iter().sum()
     }
+    /// The elementwise losses' count: every output of every position.
+    fn elements(&self) -> f64 {
+        self.real.numel() as f64
+    }
 }
 
 struct Model {
@@ -107,6 +122,8 @@ enum Loss {
     MaskedToken,
     MaskedPerRow,
     Weighted,
+    Mse,
+    BceWithLogits,
 }
 
 impl Loss {
@@ -115,6 +132,7 @@ impl Loss {
             Loss::CrossEntropy | Loss::LinearCrossEntropy | Loss::MaskedToken => d.tokens(),
             Loss::MaskedPerRow => d.kept_rows(),
             Loss::Weighted => d.total_weight(),
+            Loss::Mse | Loss::BceWithLogits => d.elements(),
         }
     }
 
@@ -168,16 +186,33 @@ impl Loss {
                 };
                 weighted_mean(&per_token(&h)?, &tape.constant(d.weight.clone()), &o)
             }
+            Loss::Mse => {
+                let o = MseOptions {
+                    denominator,
+                    ..Default::default()
+                };
+                mse(&m.out.forward(p, &h)?, &tape.constant(d.real.clone()), &o)
+            }
+            Loss::BceWithLogits => {
+                let o = BceWithLogitsOptions {
+                    denominator,
+                    ..Default::default()
+                };
+                let y = tape.constant(d.prob.clone());
+                bce_with_logits(&m.out.forward(p, &h)?, &y, &o)
+            }
         }
     }
 }
 
-const LOSSES: [Loss; 5] = [
+const LOSSES: [Loss; 7] = [
     Loss::CrossEntropy,
     Loss::LinearCrossEntropy,
     Loss::MaskedToken,
     Loss::MaskedPerRow,
     Loss::Weighted,
+    Loss::Mse,
+    Loss::BceWithLogits,
 ];
 
 fn setup() -> (ParamStore<f64>, Model, Data) {
@@ -228,13 +263,13 @@ fn parts_with_the_global_denominator_equal_the_full_batch() {
     let (params, m, data) = setup();
     for k in [1, 2, 3, 7] {
         let parts: Vec<Data> = split(k).iter().map(|rows| data.part(rows)).collect();
-        // the parts' counts differ (the test is void otherwise)
-        let counts: Vec<f64> = parts.iter().map(|p| p.tokens()).collect();
-        assert!(
-            k == 1 || counts.windows(2).any(|w| w[0] != w[1]),
-            "{counts:?}"
-        );
         for loss in LOSSES {
+            // the parts' counts differ (the test is void otherwise)
+            let counts: Vec<f64> = parts.iter().map(|p| loss.count(p)).collect();
+            assert!(
+                k == 1 || counts.windows(2).any(|w| w[0] != w[1]),
+                "{loss:?}: {counts:?}"
+            );
             let (full_value, full) = params
                 .value_and_grad(|p| loss.build(&m, p, &data, None))
                 .unwrap();
