@@ -71,3 +71,8 @@ plot mse mae huber:delta=1 --range -5,5 \
   --title "Exercise 5: MSE, MAE and Huber (δ = 1) over residuals −5..5" \
   --note "Gradients from the tape: MSE 2r grows without bound, MAE sign(r) (0 at r = 0), Huber r inside |r| ≤ 1 and ±1 outside." \
   --out $out/exercise-gradients.png
+
+# docs/objectives-and-scale.md: each term's gradient-norm share per epoch,
+# drawn by the multitask example (fixed weights, uncertainty, GradNorm)
+cargo run --quiet --release --example multitask >/dev/null
+cp target/examples/multitask/shares.png $out/multitask-shares.png
