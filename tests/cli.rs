@@ -96,12 +96,61 @@ fn plot_rejects_bad_requests_with_a_message() {
             "no op accepts it",
         ),
         (vec!["plot", "mse", "--out", "chart.txt"], ".png or .svg"),
+        // HI − LO overflows: plotters' tick search never ended on it
+        (
+            vec!["plot", "mse", "--range=-1e308,1e308", "--out", out],
+            "--range",
+        ),
+        (
+            vec!["plot", "mse", "--loss-range=-1e308,1e308", "--out", out],
+            "--loss-range",
+        ),
+        (
+            vec![
+                "plot",
+                "mse",
+                "--range=1e16,1.0000000000000002e16",
+                "--out",
+                out,
+            ],
+            "--range",
+        ),
     ] {
         let o = lossgraph(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         let err = stderr(&o);
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+/// Curves whose values reach ±1e308 (the gradient of `mse` at residuals
+/// near ±4e307; the loss itself overflows to inf and is left out) still get
+/// drawable axes, and the command ends: an axis span that overflowed once
+/// sent plotters' tick search into an endless loop (found by the
+/// `cli_args` door of tests/doors.rs).
+#[test]
+fn plot_of_values_near_the_largest_float_ends() {
+    let out = tmp("cli-huge.svg");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lossgraph"))
+        .args(["plot", "mse", "--range=-4e307,4e307", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the lossgraph binary runs");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("plot did not end within 120 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success());
+    assert!(std::fs::read_to_string(&out).unwrap().contains("<svg"));
 }
 
 #[test]

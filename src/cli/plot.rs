@@ -204,13 +204,18 @@ fn parse_op(s: &str) -> R<OpSpec> {
 }
 
 fn parse_pair(s: &str, what: &str) -> R<(f64, f64)> {
-    let bad = || format!("{what} {s:?}: expected LO,HI with LO < HI");
+    let bad = || {
+        format!(
+            "{what} {s:?}: expected LO,HI with LO < HI, both finite, HI − LO finite and \
+             resolvable at their size"
+        )
+    };
     let (a, b) = s.split_once(',').ok_or_else(bad)?;
     let (a, b): (f64, f64) = (
         a.trim().parse().map_err(|_| bad())?,
         b.trim().parse().map_err(|_| bad())?,
     );
-    if a.is_finite() && b.is_finite() && a < b {
+    if draw::drawable(a, b) {
         Ok((a, b))
     } else {
         Err(bad())

@@ -158,7 +158,29 @@ where
     Ok(())
 }
 
-/// The y range: fixed, or the finite values' range padded by 5%.
+/// The largest magnitude a fitted axis takes a curve's value at (larger
+/// ones are drawn past the edge): padded, it stays within [`BOUND_MAX`].
+const AXIS_MAX: f64 = f64::MAX / 4.0;
+/// The largest magnitude of an axis bound: the span between two such
+/// bounds is finite.
+const BOUND_MAX: f64 = f64::MAX / 2.0;
+
+/// Whether plotters can draw an axis from `lo` to `hi`. Its search for
+/// tick positions divides the span until the ticks fit, and loops forever
+/// when the span is infinite (`hi − lo` overflows) or too small to tell
+/// `lo` from `hi`; every range that reaches plotters passes this first.
+pub(crate) fn drawable(lo: f64, hi: f64) -> bool {
+    let span = hi - lo;
+    lo.is_finite()
+        && hi.is_finite()
+        && span.is_finite()
+        && span > 1e-9 * lo.abs().max(hi.abs())
+        && lo.abs().max(hi.abs()) <= BOUND_MAX
+}
+
+/// The y range: fixed, or the finite values' range padded by 5% (values
+/// beyond ±[`AXIS_MAX`] are drawn past the edge, so the range stays
+/// drawable).
 fn y_bounds(p: &Panel) -> (f64, f64) {
     if let Some(r) = p.y_range {
         return r;
@@ -170,15 +192,20 @@ fn y_bounds(p: &Panel) -> (f64, f64) {
         .flat_map(|s| s.points.iter().chain(&s.extra))
     {
         if y.is_finite() {
-            lo = lo.min(*y);
-            hi = hi.max(*y);
+            let y = y.clamp(-AXIS_MAX, AXIS_MAX);
+            lo = lo.min(y);
+            hi = hi.max(y);
         }
     }
     if !lo.is_finite() {
         return (-1.0, 1.0);
     }
-    if hi - lo < 1e-12 {
-        return (lo - 1.0, hi + 1.0);
+    // a flat curve: a band around it, ±1 at ordinary sizes, wide enough to
+    // resolve at large ones
+    let mag = lo.abs().max(hi.abs());
+    if hi - lo <= 1e-6 * mag.max(1e-6) {
+        let pad = (1e-3 * mag).max(1.0);
+        return (lo - pad, hi + pad);
     }
     let pad = 0.05 * (hi - lo);
     (lo - pad, hi + pad)
@@ -195,6 +222,11 @@ where
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     let (x0, x1) = fig.x_range;
     let (y0, y1) = y_bounds(p);
+    for (axis, lo, hi) in [("x", x0, x1), ("y", y0, y1)] {
+        if !drawable(lo, hi) {
+            return Err(format!("cannot draw the {axis} axis from {lo:e} to {hi:e}"));
+        }
+    }
     let mut ch = ChartBuilder::on(area)
         .caption(&p.caption, (FONT, 19))
         .margin(12)
