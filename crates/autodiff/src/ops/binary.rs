@@ -84,22 +84,24 @@ impl<T: Float> Var<T> {
     pub fn minimum(&self, other: &Var<T>) -> Result<Var<T>> {
         self.extremum(other, "minimum", false)
     }
-    fn extremum(&self, other: &Var<T>, op: &str, max: bool) -> Result<Var<T>> {
+    fn extremum(&self, other: &Var<T>, op: &'static str, max: bool) -> Result<Var<T>> {
         let (a, b) = (self.value(), other.value());
         let y = if max { a.maximum(&b)? } else { a.minimum(&b)? };
         let half = T::of(0.5);
-        // share of the gradient that goes to `a`: 1, ½ at a tie, else 0
-        let wa = broadcast_map(op, &a, &b, move |a, b| {
-            let wins = if max { a > b } else { a < b };
-            if wins {
-                T::one()
-            } else if a == b {
-                half
-            } else {
-                T::zero()
-            }
-        })?;
+        // the winners are found in backward, not here: a forward-only use
+        // (inference, a metric) then costs one pass and no extra buffer
         self.binary(other, op, y, move |g, _| {
+            // share of the gradient that goes to `a`: 1, ½ at a tie, else 0
+            let wa = broadcast_map(op, &a, &b, move |a, b| {
+                let wins = if max { a > b } else { a < b };
+                if wins {
+                    T::one()
+                } else if a == b {
+                    half
+                } else {
+                    T::zero()
+                }
+            })?;
             let da = g.mul(&wa)?;
             let db = zip(g, &da, |g, d| g - d)?;
             Ok((Some(da), Some(db)))
