@@ -38,7 +38,7 @@
 
 mod common;
 
-use common::{load_digits, out_dir, print_result, print_table, progress};
+use common::{legend, load_digits, out_dir, print_result, print_table, progress};
 use lossgraph::losses::{cross_entropy, CrossEntropyOptions};
 use lossgraph::nn::{
     select_rows, train_test_split, Activation, AdamW, AdamWOptions, Batches, CosineSchedule, Init,
@@ -290,12 +290,7 @@ fn reliability_diagram(path: &Path, evals: &[Evaluation]) -> Result<()> {
             .map(|b| Circle::new((b.1, b.2), radius(b.0), color.mix(0.8).filled()));
         ch.draw_series(markers).map_err(|e| err(e.to_string()))?;
     }
-    ch.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
+    legend(&mut ch, SeriesLabelPosition::UpperLeft).map_err(err)?;
 
     // right: where the test images fall, side-by-side bars per bin
     let mut ch = ChartBuilder::on(&right)
@@ -325,12 +320,7 @@ fn reliability_diagram(path: &Path, evals: &[Evaluation]) -> Result<()> {
             .label(e.name.clone())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled()));
     }
-    ch.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
+    legend(&mut ch, SeriesLabelPosition::UpperLeft).map_err(err)?;
     root.present().map_err(|e| err(e.to_string()))?;
     Ok(())
 }

@@ -46,7 +46,7 @@
 
 mod common;
 
-use common::{out_dir, print_result, print_table, progress};
+use common::{legend, out_dir, print_result, print_table, progress};
 use lossgraph::losses::{
     bce_with_logits, sigmoid_focal, BceWithLogitsOptions, SigmoidFocalOptions,
 };
@@ -339,12 +339,7 @@ fn draw(path: &Path, x: &Tensor<f32>, y: &[f32], results: &[(Loss, Metrics)]) ->
     .map_err(|e| err(e.to_string()))?
     .label("positive (1%)")
     .legend(move |(x, y)| Circle::new((x + 9, y), 3, red.filled()));
-    ch.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
+    legend(&mut ch, SeriesLabelPosition::UpperLeft).map_err(err)?;
 
     let mut ch = ChartBuilder::on(&right)
         .caption(
@@ -395,12 +390,7 @@ fn draw(path: &Path, x: &Tensor<f32>, y: &[f32], results: &[(Loss, Metrics)]) ->
         ch.draw_series(std::iter::once(TriangleMarker::new(op, 7, color.filled())))
             .map_err(|e| err(e.to_string()))?;
     }
-    ch.configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
+    legend(&mut ch, SeriesLabelPosition::LowerLeft).map_err(err)?;
     root.present().map_err(|e| err(e.to_string()))?;
     Ok(())
 }

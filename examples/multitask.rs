@@ -45,7 +45,7 @@
 
 mod common;
 
-use common::{load_digits, out_dir, print_result, print_table, progress};
+use common::{legend, load_digits, out_dir, print_result, print_table, progress};
 use lossgraph::losses::{cross_entropy, mse, CrossEntropyOptions, MseOptions};
 use lossgraph::nn::objective::Diagnostics;
 use lossgraph::nn::{
@@ -356,12 +356,7 @@ fn share_plot(path: &Path, runs: &[Run]) -> Result<()> {
                     PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
                 });
         }
-        ch.configure_series_labels()
-            .position(SeriesLabelPosition::MiddleRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
+        legend(&mut ch, SeriesLabelPosition::MiddleRight).map_err(err)?;
     }
     root.present().map_err(|e| err(e.to_string()))?;
     Ok(())

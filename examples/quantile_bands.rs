@@ -29,7 +29,7 @@
 
 mod common;
 
-use common::{out_dir, print_result, print_table, progress};
+use common::{legend, out_dir, print_result, print_table, progress};
 use lossgraph::losses::{quantile, QuantileOptions};
 use lossgraph::nn::{
     select_rows, Activation, Adam, AdamOptions, Batches, CosineSchedule, Init, Mlp, Module,
@@ -311,12 +311,7 @@ fn draw(
                 .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.7)));
         }
     }
-    ch.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
+    legend(&mut ch, SeriesLabelPosition::UpperLeft).map_err(err)?;
     root.present().map_err(|e| err(e.to_string()))?;
     Ok(())
 }

@@ -31,7 +31,7 @@
 
 mod common;
 
-use common::{out_dir, print_result, print_table, progress};
+use common::{legend, out_dir, print_result, print_table, progress};
 use lossgraph::losses::{
     huber, log_cosh, mae, mse, HuberOptions, LogCoshOptions, MaeOptions, MseOptions,
 };
@@ -247,12 +247,7 @@ fn draw(
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
             });
     }
-    ch.configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
+    legend(&mut ch, SeriesLabelPosition::UpperLeft).map_err(err)?;
 
     // right: the error of each fitted line, fit − truth
     let devs: Vec<f64> = fits
@@ -286,12 +281,7 @@ fn draw(
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
             });
     }
-    ch.configure_series_labels()
-        .position(SeriesLabelPosition::MiddleRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
+    legend(&mut ch, SeriesLabelPosition::MiddleRight).map_err(err)?;
     root.present().map_err(|e| err(e.to_string()))?;
     Ok(())
 }

@@ -175,6 +175,20 @@ fn bounds(series: &[Series]) -> ((f64, f64), (f64, f64)) {
     (pad(x0, x1), pad(y0, y1))
 }
 
+/// Draw a chart's legend at `position`: the examples' one style, a white
+/// box (90% opaque) with a black border. The error is plotters' message.
+pub fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    ch: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> std::result::Result<(), String> {
+    ch.configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 /// Draw series as lines (or points when `scatter`) into a PNG.
 pub fn chart(
     path: &Path,
