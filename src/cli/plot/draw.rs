@@ -164,6 +164,8 @@ const AXIS_MAX: f64 = f64::MAX / 4.0;
 /// The largest magnitude of an axis bound: the span between two such
 /// bounds is finite.
 const BOUND_MAX: f64 = f64::MAX / 2.0;
+/// The narrowest span plotters resolves, relative to the bounds' size.
+const MIN_REL_SPAN: f64 = 1e-9;
 
 /// Whether plotters can draw an axis from `lo` to `hi`. Its search for
 /// tick positions divides the span until the ticks fit, and loops forever
@@ -174,7 +176,7 @@ pub(crate) fn drawable(lo: f64, hi: f64) -> bool {
     lo.is_finite()
         && hi.is_finite()
         && span.is_finite()
-        && span > 1e-9 * lo.abs().max(hi.abs())
+        && span > MIN_REL_SPAN * lo.abs().max(hi.abs())
         && lo.abs().max(hi.abs()) <= BOUND_MAX
 }
 
@@ -200,10 +202,11 @@ fn y_bounds(p: &Panel) -> (f64, f64) {
     if !lo.is_finite() {
         return (-1.0, 1.0);
     }
-    // a flat curve: a band around it, ±1 at ordinary sizes, wide enough to
-    // resolve at large ones
+    // a flat curve (flatter than 1e-12, or than the span plotters resolves
+    // at this size, with room to spare): a band around it, ±1 at ordinary
+    // sizes and wide enough to resolve at large ones
     let mag = lo.abs().max(hi.abs());
-    if hi - lo <= 1e-6 * mag.max(1e-6) {
+    if hi - lo < 1e-12_f64.max(2.0 * MIN_REL_SPAN * mag) {
         let pad = (1e-3 * mag).max(1.0);
         return (lo - pad, hi + pad);
     }
